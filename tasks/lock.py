@@ -15,7 +15,7 @@ import sys
 def find_uv() -> str | None:
     """Return the uv executable: the one installed beside Copier, `$UV`, or the one on PATH."""
     try:
-        from uv import find_uv_bin  # type: ignore[import-not-found]  # noqa: PLC0415
+        from uv import find_uv_bin  # uv installed beside Copier
     except ImportError:
         pass
     else:

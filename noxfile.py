@@ -1,0 +1,47 @@
+"""Slipway's own tasks: `nox` runs lint and the fast tier; `nox -t full` is the whole suite (CI)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.12"
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the locked tooling groups into the session."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        f"--python={session.virtualenv.location}",
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def lint(session: nox.Session) -> None:
+    """Lint the template's own code and check the template's conventions."""
+    install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("python", "tasks/check_template.py")
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def tests(session: nox.Session) -> None:
+    """Fast tier: render every variant and check it statically."""
+    install(session, "test")
+    session.run("pytest", "-m", "not project", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def project(session: nox.Session) -> None:
+    """Project tier: each service variant's own `nox -s lint tests`; `nox -s dev` without Docker."""
+    install(session, "test")
+    session.run("pytest", "-m", "project", *session.posargs)

@@ -1,0 +1,87 @@
+"""The variant matrix, derived from copier.yml: every test takes its variants from here."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS: dict[str, Any] = yaml.safe_load((ROOT / "copier.yml").read_text())
+
+
+def choices(question: str) -> list[str]:
+    """The values a question accepts, in copier.yml order."""
+    options = QUESTIONS[question]["choices"]
+    return list(options.values() if isinstance(options, dict) else options)
+
+
+@dataclass(frozen=True)
+class Features:
+    """The answers that change the service code."""
+
+    pgvector: bool
+    redis: bool
+    worker: bool
+
+    @property
+    def valid(self) -> bool:
+        """The worker's queue lives in Redis."""
+        return self.redis or not self.worker
+
+    @property
+    def id(self) -> str:
+        on = [name for name in ("pgvector", "redis", "worker") if getattr(self, name)]
+        return "+".join(on) or "plain"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to answer the questionnaire: a deploy target and the features."""
+
+    topology: str
+    serverless_platform: str | None
+    features: Features
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """The copier answers for this variant."""
+        answers: dict[str, Any] = {
+            "topology": self.topology,
+            "pgvector": self.features.pgvector,
+            "redis": self.features.redis,
+            "worker": self.features.worker,
+        }
+        if self.serverless_platform:
+            answers["serverless_platform"] = self.serverless_platform
+        return answers
+
+    @property
+    def target(self) -> str:
+        """Where it deploys: the topology, with the platform for serverless."""
+        return (
+            f"{self.topology}-{self.serverless_platform}"
+            if self.serverless_platform
+            else self.topology
+        )
+
+    @property
+    def id(self) -> str:
+        return f"{self.target}-{self.features.id}"
+
+
+TARGETS = [
+    (topology, platform)
+    for topology in choices("topology")
+    for platform in (choices("serverless_platform") if topology == "serverless" else [None])
+]
+ALL_FEATURES = [Features(*flags) for flags in itertools.product([True, False], repeat=3)]
+FEATURES = [features for features in ALL_FEATURES if features.valid]
+
+VARIANTS = [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES]
+INVALID = [Variant(t, p, f) for (t, p) in TARGETS for f in ALL_FEATURES if not f.valid]
+# One variant per distinct service code (topology does not change the service).
+SERVICES = [Variant(QUESTIONS["topology"]["default"], None, f) for f in FEATURES]

@@ -1,0 +1,106 @@
+"""Project tier: each distinct service passes its own `nox -s lint tests`; `nox -s dev` serves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from .conftest import Render
+from .matrix import SERVICES, Variant
+
+pytestmark = pytest.mark.project
+
+# The generated tests start their own PostgreSQL and Redis unless these name servers.
+ISOLATED_ENV = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+
+
+def nox(project: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the project's own noxfile, as its README says."""
+    return subprocess.run(
+        [sys.executable, "-m", "nox", *args],
+        cwd=project,
+        env=ISOLATED_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("variant", SERVICES, ids=lambda variant: variant.features.id)
+def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
+    result = nox(render(variant), "-s", "lint", "tests")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
+    """Run a command in its own process group; interrupt it like Ctrl-C on exit."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield
+        finally:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
+
+
+def wait_ready(url: str, log: Path, timeout: float = 240) -> dict[str, object]:
+    """Poll `url` until it answers 200; fail with the session's output otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return {"status": response.status, "body": response.read().decode()}
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} never answered 200; nox -s dev said:\n{log.read_text()[-6000:]}")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [v for v in SERVICES if v.features.pgvector and v.features.redis],
+    ids=lambda variant: variant.features.id,
+)
+def test_dev_serves_without_docker(render: Render, variant: Variant, tmp_path: Path) -> None:
+    project = render(variant)
+    port = free_port()
+    # A Docker client that cannot reach an engine: `nox -s dev` must run everything itself.
+    env = {**ISOLATED_ENV, "PORT": str(port), "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    log = tmp_path / "dev.log"
+    with running([sys.executable, "-m", "nox", "-s", "dev"], project, env, log):
+        ready = wait_ready(f"http://127.0.0.1:{port}/health/ready", log)
+    assert '"database":"ok"' in ready["body"]
+    assert '"redis":"ok"' in ready["body"]
+    output = log.read_text()
+    assert "no Docker engine: running the services locally instead" in output
+    assert "started embedded PostgreSQL" in output
+    assert "started redis-server" in output

@@ -1,0 +1,138 @@
+"""Fast tier: every variant renders into a complete, clean project."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from ruff.__main__ import find_ruff_bin
+
+from .conftest import Render
+from .matrix import VARIANTS, Variant
+
+PACKAGE = "src/my_service"
+COMMON = {
+    ".copier-answers.yml",
+    ".dockerignore",
+    ".env.example",
+    ".github/dependabot.yml",
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    "Dockerfile",
+    "README.md",
+    "compose.yaml",
+    "noxfile.py",
+    "pyproject.toml",
+    "uv.lock",
+    "scripts/__init__.py",
+    "scripts/backup.py",
+    "scripts/dev.py",
+    "scripts/services.py",
+    f"{PACKAGE}/__init__.py",
+    f"{PACKAGE}/__main__.py",
+    f"{PACKAGE}/api/__init__.py",
+    f"{PACKAGE}/api/documents.py",
+    f"{PACKAGE}/api/health.py",
+    f"{PACKAGE}/app.py",
+    f"{PACKAGE}/config.py",
+    f"{PACKAGE}/db.py",
+    f"{PACKAGE}/dependencies.py",
+    f"{PACKAGE}/logs.py",
+    f"{PACKAGE}/migrations/__init__.py",
+    f"{PACKAGE}/migrations/env.py",
+    f"{PACKAGE}/migrations/script.py.mako",
+    f"{PACKAGE}/migrations/versions/0001_documents.py",
+    f"{PACKAGE}/models.py",
+    f"{PACKAGE}/resources.py",
+    f"{PACKAGE}/schemas.py",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/test_config.py",
+    "tests/test_documents.py",
+    "tests/test_health.py",
+    "tests/test_migrations.py",
+}
+REDIS = {f"{PACKAGE}/cache.py"}
+WORKER = {f"{PACKAGE}/worker.py", f"{PACKAGE}/api/jobs.py", "tests/test_worker.py"}
+
+# Jinja left in the output; GitHub expressions (`${{ }}`) are not Jinja.
+UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|\{#|\.jinja\b")
+PARSERS = {
+    ".yml": yaml.safe_load,
+    ".yaml": yaml.safe_load,
+    ".json": json.loads,
+    ".toml": tomllib.loads,
+    ".lock": tomllib.loads,
+}
+
+variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+
+
+def expected_files(variant: Variant) -> set[str]:
+    """Every file a project of this variant has, and no other."""
+    files = set(COMMON)
+    if variant.features.redis:
+        files |= REDIS
+    if variant.features.worker:
+        files |= WORKER
+    return files
+
+
+def project_files(project: Path) -> dict[str, Path]:
+    return {
+        path.relative_to(project).as_posix(): path for path in project.rglob("*") if path.is_file()
+    }
+
+
+@variants
+def test_expected_files(render: Render, variant: Variant) -> None:
+    assert set(project_files(render(variant))) == expected_files(variant)
+
+
+@variants
+def test_no_unrendered_jinja(render: Render, variant: Variant) -> None:
+    leftovers = {
+        name: match.group(0)
+        for name, path in project_files(render(variant)).items()
+        if name != "uv.lock" and (match := UNRENDERED.search(path.read_text()))
+    }
+    assert leftovers == {}
+
+
+@variants
+def test_structured_files_parse(render: Render, variant: Variant) -> None:
+    files = project_files(render(variant))
+    parsed = [name for name, path in files.items() if path.suffix in PARSERS]
+    for name in parsed:
+        PARSERS[files[name].suffix](files[name].read_text())
+    assert {".copier-answers.yml", "pyproject.toml", "compose.yaml", "uv.lock"} <= set(parsed)
+
+
+@variants
+def test_python_compiles(render: Render, variant: Variant) -> None:
+    for name, path in project_files(render(variant)).items():
+        if path.suffix == ".py":
+            compile(path.read_text(), name, "exec")
+
+
+@variants
+def test_ruff_is_clean(render: Render, variant: Variant) -> None:
+    project = render(variant)
+    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        result = subprocess.run(
+            [find_ruff_bin(), *command], cwd=project, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@variants
+def test_answers_file_records_the_answers(render: Render, variant: Variant) -> None:
+    answers = yaml.safe_load((render(variant) / ".copier-answers.yml").read_text())
+    assert {key: answers[key] for key in variant.answers} == variant.answers
+    assert Path(answers["_src_path"]).is_absolute()
+    assert "_commit" in answers
