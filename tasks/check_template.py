@@ -2,6 +2,7 @@
 
 - A file ends in `.jinja` exactly when its content is rendered: verbatim files stay verbatim.
 - copier.yml parses, and every question people answer has help text.
+- `.ci/run` runs the README's test command verbatim.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def problems() -> list[str]:
         asked = not key.startswith("_") and question.get("when") is not False
         if asked and not question.get("help"):
             found.append(f"copier.yml: question {key!r} has no help text")
+    readme = (ROOT / "README.md").read_text()
+    test_command = re.search(r"# 2\..*\n(.+)\n```", readme)
+    ci_run = (ROOT / ".ci/run").read_text().splitlines()
+    if test_command is None or test_command.group(1) not in ci_run:
+        found.append(".ci/run: does not run the README's test command (command 2) verbatim")
     return found
 
 

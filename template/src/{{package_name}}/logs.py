@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 REQUEST_ID_HEADER = "x-request-id"
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every record has, and uvicorn's ANSI-coloured copy of the message.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 access_log = logging.getLogger("access")
 
 
@@ -33,9 +34,7 @@ class JsonFormatter(logging.Formatter):
         }
         if rid := request_id.get():
             entry["request_id"] = rid
-        entry.update(
-            (key, value) for key, value in vars(record).items() if key not in _RECORD_FIELDS
-        )
+        entry.update((key, value) for key, value in vars(record).items() if key not in _STANDARD)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
