@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast tier: render every variant and check it statically."""
     install(session, "test")
-    session.run("pytest", "-m", "not project", *session.posargs)
+    session.run("pytest", "-m", "not project and not validate", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])
@@ -45,3 +45,10 @@ def project(session: nox.Session) -> None:
     """Project tier: each service variant's own `nox -s lint tests`; `nox -s dev` without Docker."""
     install(session, "test")
     session.run("pytest", "-m", "project", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def validate(session: nox.Session) -> None:
+    """Check every variant's files with the platforms' own validators (Docker and npm needed)."""
+    install(session, "test", "validate")
+    session.run("pytest", "-m", "validate", *session.posargs)

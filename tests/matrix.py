@@ -60,17 +60,13 @@ class Variant:
         return answers
 
     @property
-    def target(self) -> str:
-        """Where it deploys: the topology, with the platform for serverless."""
-        return (
-            f"{self.topology}-{self.serverless_platform}"
-            if self.serverless_platform
-            else self.topology
-        )
+    def deploy_target(self) -> str:
+        """The platform it deploys to: vercel, modal, railway, vm or k8s."""
+        return self.serverless_platform or {"paas": "railway"}.get(self.topology, self.topology)
 
     @property
     def id(self) -> str:
-        return f"{self.target}-{self.features.id}"
+        return f"{self.deploy_target}-{self.features.id}"
 
 
 TARGETS = [
@@ -85,3 +81,9 @@ VARIANTS = [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES]
 INVALID = [Variant(t, p, f) for (t, p) in TARGETS for f in ALL_FEATURES if not f.valid]
 # One variant per distinct service code (topology does not change the service).
 SERVICES = [Variant(QUESTIONS["topology"]["default"], None, f) for f in FEATURES]
+DEPLOY_TARGETS = sorted({variant.deploy_target for variant in VARIANTS})
+
+
+def variants_of(deploy_target: str) -> list[Variant]:
+    """The variants that deploy to `deploy_target`."""
+    return [variant for variant in VARIANTS if variant.deploy_target == deploy_target]

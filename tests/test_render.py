@@ -12,6 +12,7 @@ import pytest
 import yaml
 from ruff.__main__ import find_ruff_bin
 
+from . import targets
 from .conftest import Render
 from .matrix import VARIANTS, Variant
 
@@ -33,6 +34,10 @@ COMMON = {
     "scripts/backup.py",
     "scripts/dev.py",
     "scripts/services.py",
+    "scripts/deploy/__init__.py",
+    "scripts/deploy/__main__.py",
+    ".github/workflows/deploy.yml",
+    ".github/workflows/rollback.yml",
     f"{PACKAGE}/__init__.py",
     f"{PACKAGE}/__main__.py",
     f"{PACKAGE}/api/__init__.py",
@@ -60,8 +65,9 @@ COMMON = {
 REDIS = {f"{PACKAGE}/cache.py"}
 WORKER = {f"{PACKAGE}/worker.py", f"{PACKAGE}/api/jobs.py", "tests/test_worker.py"}
 
-# Jinja left in the output; GitHub expressions (`${{ }}`) are not Jinja.
-UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|\{#|\.jinja\b")
+# Jinja left in the output. Not Jinja: GitHub expressions (`${{ }}`) and docker/metadata-action's
+# tag patterns (`{{version}}`).
+UNRENDERED = re.compile(r"(?<!\$)\{\{(?!(version|major|minor|patch)\}\})|\{%|\{#|\.jinja\b")
 PARSERS = {
     ".yml": yaml.safe_load,
     ".yaml": yaml.safe_load,
@@ -80,7 +86,7 @@ def expected_files(variant: Variant) -> set[str]:
         files |= REDIS
     if variant.features.worker:
         files |= WORKER
-    return files
+    return files | targets.files(variant)
 
 
 def project_files(project: Path) -> dict[str, Path]:
