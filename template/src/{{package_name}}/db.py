@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, NullPool
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,7 +34,23 @@ class Base(DeclarativeBase):
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine for DATABASE_URL that checks pooled connections before use."""
+    """An engine for DATABASE_URL that checks pooled connections before use.
+
+    DATABASE_POOL_SIZE=0 keeps no pool in the process, for serverless functions behind an external
+    transaction pooler (PgBouncer, Supavisor, Neon), where prepared statements must not be cached
+    or reuse names across connections.
+    """
+    if settings.database_pool_size == 0:
+        return create_async_engine(
+            settings.async_database_url,
+            poolclass=NullPool,
+            connect_args={
+                "timeout": 5,
+                "statement_cache_size": 0,
+                "prepared_statement_cache_size": 0,
+                "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+            },
+        )
     return create_async_engine(
         settings.async_database_url,
         pool_size=settings.database_pool_size,
