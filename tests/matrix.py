@@ -87,3 +87,9 @@ DEPLOY_TARGETS = sorted({variant.deploy_target for variant in VARIANTS})
 def variants_of(deploy_target: str) -> list[Variant]:
     """The variants that deploy to `deploy_target`."""
     return [variant for variant in VARIANTS if variant.deploy_target == deploy_target]
+
+
+def full_variant(deploy_target: str) -> Variant:
+    """The variant of `deploy_target` with every feature on."""
+    everything = Features(pgvector=True, redis=True, worker=True)
+    return next(v for v in variants_of(deploy_target) if v.features == everything)

@@ -6,16 +6,9 @@ import pytest
 
 from .conftest import Render
 from .deploy import commands, dry_run, nox, requests
-from .matrix import DEPLOY_TARGETS, Features, Variant, variants_of
+from .matrix import DEPLOY_TARGETS, full_variant
 
 ENVIRONMENTS = ["staging", "production"]
-FULL = Features(pgvector=True, redis=True, worker=True)
-
-
-def full_variant(deploy_target: str) -> Variant:
-    """The variant of `deploy_target` with every feature on."""
-    return next(v for v in variants_of(deploy_target) if v.features == FULL)
-
 
 targets = pytest.mark.parametrize("deploy_target", DEPLOY_TARGETS)
 environments = pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Render
-from .matrix import SERVICES, Variant
+from .matrix import DEPLOY_TARGETS, SERVICES, Variant, full_variant
 
 pytestmark = pytest.mark.project
 
@@ -39,6 +39,16 @@ def nox(project: Path, *args: str, **kwargs: object) -> subprocess.CompletedProc
 
 @pytest.mark.parametrize("variant", SERVICES, ids=lambda variant: variant.features.id)
 def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
+    result = nox(render(variant), "-s", "lint", "tests")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [full_variant(target) for target in DEPLOY_TARGETS if full_variant(target) not in SERVICES],
+    ids=lambda variant: variant.deploy_target,
+)
+def test_every_deploy_target_lints_and_tests(render: Render, variant: Variant) -> None:
     result = nox(render(variant), "-s", "lint", "tests")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
 

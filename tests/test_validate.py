@@ -1,0 +1,84 @@
+"""Static validation of every variant with the tools of each ecosystem (the `validate` session)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import Render
+from .matrix import VARIANTS, Variant
+
+pytestmark = pytest.mark.validate
+variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+
+# yamllint: GitHub's `on:` is a key, not a boolean; long lines are the formatters' business.
+YAMLLINT_CONFIG = (
+    "{extends: default, rules: {truthy: {check-keys: false}, line-length: disable,"
+    " document-start: disable, comments: {min-spaces-from-content: 1}}}"
+)
+
+
+def tool(name: str) -> str:
+    """The path of a validator; the validate dependency group installs them all."""
+    path = shutil.which(name)
+    assert path is not None, f"{name} is not installed: run the tests with `nox -s validate`"
+    return path
+
+
+def check(*command: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run a validator; fail the test with its output unless it succeeds."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def workflows(project: Path) -> list[Path]:
+    return sorted((project / ".github/workflows").glob("*.yml"))
+
+
+@variants
+def test_dockerfile_passes_hadolint(render: Render, variant: Variant) -> None:
+    check(tool("hadolint"), "--failure-threshold", "info", str(render(variant) / "Dockerfile"))
+
+
+@variants
+def test_workflows_pass_actionlint_and_shellcheck(render: Render, variant: Variant) -> None:
+    project = render(variant)
+    tool("shellcheck")  # actionlint runs it on every `run:` block when it is on PATH
+    check(tool("actionlint"), *map(str, workflows(project)), cwd=project)
+
+
+@variants
+def test_github_files_match_their_schemas(render: Render, variant: Variant) -> None:
+    project = render(variant)
+    validator = tool("check-jsonschema")
+    check(validator, "--builtin-schema", "vendor.github-workflows", *map(str, workflows(project)))
+    dependabot = str(project / ".github/dependabot.yml")
+    check(validator, "--builtin-schema", "vendor.dependabot", dependabot)
+
+
+@variants
+def test_local_compose_file_is_valid(render: Render, variant: Variant) -> None:
+    project = render(variant)
+    compose = str(project / "compose.yaml")
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", compose)
+    config = check(tool("docker-compose"), "-f", compose, "--profile", "app", "config", "--quiet")
+    assert config == ""
+
+
+@variants
+def test_yaml_passes_yamllint(render: Render, variant: Variant) -> None:
+    project = render(variant)
+    files = [p for p in project.rglob("*") if p.suffix in {".yml", ".yaml"} and p.is_file()]
+    check(tool("yamllint"), "--strict", "-d", YAMLLINT_CONFIG, *map(str, files))
