@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast tier: render every variant and check it statically."""
     install(session, "test")
-    session.run("pytest", "-m", "not project and not validate", *session.posargs)
+    session.run("pytest", "-m", "not (project or validate or images)", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])
@@ -52,3 +52,10 @@ def validate(session: nox.Session) -> None:
     """Check every variant's files with the platforms' own validators (Docker and npm needed)."""
     install(session, "test", "validate")
     session.run("pytest", "-m", "validate", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def images(session: nox.Session) -> None:
+    """Build every distinct image and run it against Postgres and Redis (Docker needed)."""
+    install(session, "test")
+    session.run("pytest", "-m", "images", *session.posargs)

@@ -1,0 +1,139 @@
+"""Slow tier: each distinct image builds, runs, and serves on real Postgres and Redis."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict
+
+import pytest
+
+from .conftest import Render
+from .containers import (
+    base_image,
+    build,
+    context_digest,
+    eventually,
+    http,
+    lab,
+    published_port,
+    record,
+    wait_healthy,
+)
+from .matrix import VARIANTS, Variant
+
+pytestmark = pytest.mark.images
+
+API_KEY = secrets.token_hex(32)
+VERSION = "v0.0.0-test"
+
+
+def image_key(variant: Variant) -> str:
+    """Variants with the same key render the same Dockerfile, lock file and source."""
+    return variant.features.id
+
+
+GROUPS: dict[str, list[Variant]] = defaultdict(list)
+for _variant in VARIANTS:
+    GROUPS[image_key(_variant)].append(_variant)
+IMAGES = [group[0] for group in GROUPS.values()]
+
+
+def test_variants_with_one_key_share_one_image(render: Render) -> None:
+    digests = {key: {context_digest(render(v)) for v in group} for key, group in GROUPS.items()}
+    assert all(len(found) == 1 for found in digests.values()), digests
+    assert len({next(iter(found)) for found in digests.values()}) == len(GROUPS)
+
+
+@pytest.mark.parametrize("variant", IMAGES, ids=image_key)
+def test_image(render: Render, variant: Variant) -> None:
+    project = render(variant)
+    slug = "my-service"
+    tag = f"slipway-test/{slug}:{image_key(variant).replace('+', '-')}"
+    built = build(
+        project, tag, python_version="3.12", build_args={"IMAGE_TAG": VERSION, "GIT_SHA": "abc1234"}
+    )
+    record(
+        "images",
+        {"image": image_key(variant), "build_seconds": built.seconds, "size_mb": built.size_mb},
+    )
+    print(f"{image_key(variant)}: built in {built.seconds}s, {built.size_mb} MB")
+
+    with lab("slipway-img") as env:
+        image = env.client.images.get(tag)
+        assert image.attrs["Config"]["User"] == "10001:10001"
+        listing = env.once(tag, ["sh", "-c", "ls -A /app; id -u"], {})
+        assert listing.split() == [".venv", "pyproject.toml", "10001"]
+
+        postgres = env.run(
+            base_image("POSTGRES_IMAGE", project),
+            "postgres",
+            environment={"POSTGRES_PASSWORD": "postgres", "POSTGRES_DB": "app"},
+            healthcheck={
+                "test": ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U postgres -d app"],
+                "interval": 1_000_000_000,
+            },
+        )
+        settings = {
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": "postgres://postgres:postgres@postgres:5432/app",
+            "API_KEY": API_KEY,
+            "LOG_FORMAT": "json",
+        }
+        if variant.features.redis:
+            env.run(base_image("REDIS_IMAGE", project), "redis")
+            settings["REDIS_URL"] = "redis://redis:6379/0"
+        wait_healthy(postgres)
+
+        env.once(tag, ["alembic", "upgrade", "head"], settings)
+        env.once(tag, ["alembic", "downgrade", "base"], settings)
+        env.once(tag, ["alembic", "upgrade", "head"], settings)
+
+        api = env.run(tag, "api", environment=settings, ports={"8000/tcp": ("127.0.0.1", None)})
+        wait_healthy(api)
+        base = f"http://127.0.0.1:{published_port(api, 8000)}"
+        key = {"X-API-Key": API_KEY}
+
+        assert http("GET", f"{base}/health") == (200, {"status": "ok"})
+        status, ready = http("GET", f"{base}/health/ready")
+        assert status == 200, ready
+        status, version = http("GET", f"{base}/version")
+        assert (status, version["version"], version["image_tag"]) == (200, "0.1.0", VERSION)
+
+        document = {"title": "hello", "content": "one two three"}
+        if variant.features.pgvector:
+            document["embedding"] = [1.0] + [0.0] * 1535
+        status, created = http("POST", f"{base}/documents", document, key)
+        assert status == 201, created
+        assert http("GET", f"{base}/documents/{created['id']}", headers=key) == (200, created)
+        if variant.features.pgvector:
+            query = {"embedding": [1.0] + [0.0] * 1535, "limit": 1}
+            status, hits = http("POST", f"{base}/documents/search", query, key)
+            assert status == 200
+            assert [hit["id"] for hit in hits] == [created["id"]]
+
+        postgres.stop(timeout=10)
+        eventually(lambda: http("GET", f"{base}/health/ready")[0] == 503)
+        status, ready = http("GET", f"{base}/health/ready")
+        assert ready["checks"]["database"].startswith("failed")
+        postgres.start()
+        eventually(lambda: http("GET", f"{base}/health/ready")[0] == 200, timeout=60)
+
+        if variant.features.worker:
+            worker = env.run(tag, "worker", command=[slug, "worker"], environment=settings)
+            status, job = http("POST", f"{base}/documents/{created['id']}/analysis", headers=key)
+            assert status == 202, job
+
+            def finished() -> dict[str, object] | None:
+                _, current = http("GET", f"{base}/jobs/{job['id']}", headers=key)
+                return current if current["status"] in {"complete", "failed"} else None
+
+            result = eventually(finished, timeout=60)
+            assert result["result"] == {"words": 3, "characters": 13}, result
+            started = time.monotonic()
+            worker.stop(timeout=30)
+            assert worker.wait()["StatusCode"] == 0
+            assert time.monotonic() - started < 10
+
+        api.stop(timeout=30)
+        assert api.wait()["StatusCode"] == 0
