@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast tier: render every variant and check it statically."""
     install(session, "test")
-    session.run("pytest", "-m", "not (project or validate or images)", *session.posargs)
+    session.run("pytest", "-m", "not (project or validate or images or update)", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])
@@ -59,3 +59,10 @@ def images(session: nox.Session) -> None:
     """Build every distinct image and run it against Postgres and Redis (Docker needed)."""
     install(session, "test")
     session.run("pytest", "-m", "images", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def update(session: nox.Session) -> None:
+    """`copier update` from an older template version, for every deploy target."""
+    install(session, "test")
+    session.run("pytest", "-m", "update", *session.posargs)

@@ -38,6 +38,7 @@ COMMON = {
     "scripts/deploy/__main__.py",
     ".github/workflows/deploy.yml",
     ".github/workflows/rollback.yml",
+    ".github/workflows/template-update.yml",
     f"{PACKAGE}/__init__.py",
     f"{PACKAGE}/__main__.py",
     f"{PACKAGE}/api/__init__.py",

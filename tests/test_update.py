@@ -1,0 +1,284 @@
+"""Slow tier: `copier update` from an older template version keeps every user edit, per target.
+
+Each test builds a private git repository of this template, tags it v1.0.0, renders a project from
+it, edits the project as a user would, releases a realistic v2.0.0 of the template, and updates.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+import yaml
+
+from .matrix import DEPLOY_TARGETS, ROOT, Variant, full_variant
+from .test_project import ISOLATED_ENV
+from .test_render import expected_files
+
+pytestmark = pytest.mark.update
+
+TEMPLATE_PARTS = ["copier.yml", "template", "includes", "tasks"]
+PACKAGE = "my_service"
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` and return its output."""
+    result = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str, tag: str | None = None) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    if tag:
+        git(repo, "tag", tag)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace `old` (which must occur) by `new` in a file."""
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r} not found"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    """A git repository of this template at v1.0.0."""
+    repo = tmp_path / "slipway"
+    repo.mkdir()
+    for part in TEMPLATE_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / part)
+    git(repo, "init", "-q", "-b", "main")
+    commit_all(repo, "Slipway 1.0.0", tag="v1.0.0")
+    return repo
+
+
+def release_v2(template: Path) -> None:
+    """A realistic next release: a changed shared line, a new file, a changed workflow, a new
+    question with a default."""
+    edit(template / "template/Dockerfile.jinja", "--interval=10s", "--interval=15s")
+    (template / "template/SECURITY.md").write_text(
+        "# Security\n\nReport vulnerabilities privately to the maintainers.\n"
+    )
+    edit(
+        template / "template/.github/workflows/ci.yml.jinja",
+        "  lint:\n    runs-on: ubuntu-24.04\n",
+        "  lint:\n    runs-on: ubuntu-24.04\n    timeout-minutes: 15\n",
+    )
+    edit(
+        template / "copier.yml",
+        "# Derived facts",
+        "log_level:\n  type: str\n  help: Log level of the service\n"
+        "  choices: [DEBUG, INFO, WARNING, ERROR]\n  default: INFO\n\n# Derived facts",
+    )
+    edit(template / "template/.env.example.jinja", "LOG_LEVEL=INFO", "LOG_LEVEL={{ log_level }}")
+    commit_all(template, "Slipway 2.0.0", tag="v2.0.0")
+
+
+def render(template: Path, destination: Path, variant: Variant, ref: str = "v1.0.0") -> Path:
+    """Render `variant` from the private template and commit it, as a user would."""
+    copier.run_copy(
+        str(template),
+        str(destination),
+        data=variant.answers,
+        defaults=True,
+        unsafe=True,
+        vcs_ref=ref,
+        quiet=True,
+    )
+    git(destination, "init", "-q", "-b", "main")
+    commit_all(destination, "Start from Slipway")
+    return destination
+
+
+def update(project: Path, ref: str, **options: Any) -> None:
+    """`copier update` as `nox -s template-update -- --defaults` runs it."""
+    copier.run_update(
+        str(project),
+        vcs_ref=ref,
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+        skip_answered=True,
+        **options,
+    )
+
+
+def user_edits(project: Path) -> None:
+    """What a team does in its first weeks: a route and its test, a setting, a dependency, the
+    README, and a file it does not want."""
+    api = project / "src" / PACKAGE / "api"
+    (api / "ping.py").write_text(
+        '"""Ping: the team\'s own endpoint."""\n\nfrom fastapi import APIRouter\n\n'
+        'router = APIRouter(tags=["ping"])\n\n\n@router.get("/ping")\n'
+        'async def ping() -> dict[str, str]:\n    """Answer pong."""\n    return {"ping": "pong"}\n'
+    )
+    edit(
+        api / "__init__.py",
+        "router.include_router(health.router)\n",
+        "router.include_router(health.router)\nrouter.include_router(ping.router)\n",
+    )
+    routers = api / "__init__.py"
+    imports = next(
+        line for line in routers.read_text().splitlines() if line.startswith("from . import")
+    )
+    names = sorted([*imports.removeprefix("from . import ").split(", "), "ping"])
+    edit(routers, imports, f"from . import {', '.join(names)}")
+    (project / "tests/test_ping.py").write_text(
+        '"""The team\'s endpoint."""\n\nfrom httpx import AsyncClient\n\n\n'
+        "async def test_ping(client: AsyncClient) -> None:\n"
+        '    assert (await client.get("/ping")).json() == {"ping": "pong"}\n'
+    )
+    edit(
+        project / "src" / PACKAGE / "config.py",
+        "database_pool_size: int = Field(default=5,",
+        "database_pool_size: int = Field(default=10,",
+    )
+    edit(
+        project / "pyproject.toml",
+        '    "alembic>=1.16",\n',
+        '    "alembic>=1.16",\n    "tenacity>=9",\n',
+    )
+    subprocess.run(["uv", "lock", "--quiet"], cwd=project, check=True)
+    edit(
+        project / "README.md",
+        "## Configuration\n",
+        "## Configuration\n\nOur team keeps secrets in the vault.\n",
+    )
+    (project / ".github/dependabot.yml").unlink()
+    commit_all(project, "Our changes")
+
+
+def conflict_markers(project: Path) -> dict[str, int]:
+    """Files with inline conflict markers, and how many."""
+    found = {}
+    for path in project.rglob("*"):
+        if ".git" in path.parts or not path.is_file():
+            continue
+        count = path.read_text(errors="replace").count("<<<<<<<")
+        if count:
+            found[path.relative_to(project).as_posix()] = count
+    return found
+
+
+def nox_lint_and_tests(project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "lint", "tests"],
+        cwd=project,
+        env=ISOLATED_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+
+
+@pytest.mark.parametrize("deploy_target", DEPLOY_TARGETS)
+def test_update_keeps_user_edits(template: Path, tmp_path: Path, deploy_target: str) -> None:
+    project = render(template, tmp_path / "project", full_variant(deploy_target))
+    user_edits(project)
+    release_v2(template)
+
+    update(project, "v2.0.0")
+
+    # Every user edit survived.
+    assert (project / "src" / PACKAGE / "api/ping.py").is_file()
+    assert (
+        "router.include_router(ping.router)"
+        in (project / "src" / PACKAGE / "api/__init__.py").read_text()
+    )
+    assert (project / "tests/test_ping.py").is_file()
+    assert "default=10," in (project / "src" / PACKAGE / "config.py").read_text()
+    assert '"tenacity>=9"' in (project / "pyproject.toml").read_text()
+    assert "Our team keeps secrets in the vault." in (project / "README.md").read_text()
+    assert not (project / ".github/dependabot.yml").exists()
+    # Every template change landed.
+    assert "--interval=15s" in (project / "Dockerfile").read_text()
+    assert (project / "SECURITY.md").is_file()
+    assert "timeout-minutes: 15" in (project / ".github/workflows/ci.yml").read_text()
+    assert "LOG_LEVEL=INFO" in (project / ".env.example").read_text()
+    # Nothing conflicted, and the answers file records the new version and the new answer.
+    assert conflict_markers(project) == {}
+    assert list(project.rglob("*.rej")) == []
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["_commit"], answers["log_level"]) == ("v2.0.0", "INFO")
+    nox_lint_and_tests(project)
+
+
+@pytest.mark.parametrize("conflict", ["inline", "rej"])
+def test_conflicts_only_where_both_changed(template: Path, tmp_path: Path, conflict: str) -> None:
+    project = render(template, tmp_path / "project", full_variant("vm"))
+    edit(project / "Dockerfile", "--interval=10s", "--interval=30s")
+    commit_all(project, "Check health less often")
+    release_v2(template)
+
+    update(project, "v2.0.0", conflict=conflict)
+
+    dockerfile = (project / "Dockerfile").read_text()
+    rejects = sorted(p.relative_to(project).as_posix() for p in project.rglob("*.rej"))
+    if conflict == "inline":
+        assert conflict_markers(project) == {"Dockerfile": 1}
+        assert "--interval=30s" in dockerfile
+        assert "--interval=15s" in dockerfile
+        assert rejects == []
+    else:
+        # The file takes the template's line; the user's rejected hunk waits in Dockerfile.rej.
+        assert conflict_markers(project) == {}
+        assert rejects == ["Dockerfile.rej"]
+        assert "--interval=15s" in dockerfile
+        assert "+HEALTHCHECK --interval=30s" in (project / "Dockerfile.rej").read_text()
+    assert (project / "SECURITY.md").is_file()
+    assert "timeout-minutes: 15" in (project / ".github/workflows/ci.yml").read_text()
+
+
+@pytest.mark.parametrize("deploy_target", DEPLOY_TARGETS)
+def test_enabling_the_worker_on_update_adds_its_files(
+    template: Path, tmp_path: Path, deploy_target: str
+) -> None:
+    with_worker = full_variant(deploy_target)
+    without = Variant(
+        with_worker.topology,
+        with_worker.serverless_platform,
+        type(with_worker.features)(pgvector=True, redis=True, worker=False),
+    )
+    project = render(template, tmp_path / "project", without)
+    update(project, "v1.0.0", data={"worker": True})
+    files = {
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+    assert files == expected_files(with_worker)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["worker"] is True
+    if deploy_target == "vm":
+        nox_lint_and_tests(project)
+
+
+def test_user_owned_migrations_are_never_rewritten(template: Path, tmp_path: Path) -> None:
+    project = render(template, tmp_path / "project", full_variant("vm"))
+    migration = project / "src" / PACKAGE / "migrations/versions/0001_documents.py"
+    shipped = migration.read_text()
+    edit(
+        template / "template/src/{{package_name}}/migrations/versions/0001_documents.py.jinja",
+        'sa.Column("title", sa.String(length=200), nullable=False),',
+        'sa.Column("title", sa.String(length=300), nullable=False),',
+    )
+    commit_all(template, "Slipway 2.0.0", tag="v2.0.0")
+    update(project, "v2.0.0")
+    assert migration.read_text() == shipped
