@@ -282,3 +282,38 @@ def test_user_owned_migrations_are_never_rewritten(template: Path, tmp_path: Pat
     commit_all(template, "Slipway 2.0.0", tag="v2.0.0")
     update(project, "v2.0.0")
     assert migration.read_text() == shipped
+
+
+def test_a_moved_file_keeps_user_edits_through_a_migration(template: Path, tmp_path: Path) -> None:
+    project = render(template, tmp_path / "project", full_variant("vm"))
+    edit(
+        project / "scripts/backup.py",
+        "LOCAL_HOSTS = {",
+        "# Our staging host is local too.\nLOCAL_HOSTS = {",
+    )
+    commit_all(project, "Note about hosts")
+    # v2.0.0 moves scripts/backup.py to scripts/db_backup.py (and changes it), with the
+    # `_migrations` entry a release that moves a file must carry (docs/releasing.md).
+    scripts = template / "template/scripts"
+    (scripts / "backup.py.jinja").rename(scripts / "db_backup.py.jinja")
+    edit(scripts / "db_backup.py.jinja", '"""Before a migration:', '"""Before every migration:')
+    edit(template / "template/noxfile.py.jinja", '"scripts.backup"', '"scripts.db_backup"')
+    edit(
+        template / "copier.yml",
+        "_message_after_copy:",
+        "_migrations:\n  - version: v2.0.0\n    when: \"{{ _stage == 'before' }}\"\n"
+        "    command: [git, mv, scripts/backup.py, scripts/db_backup.py]\n\n_message_after_copy:",
+    )
+    commit_all(template, "Slipway 2.0.0", tag="v2.0.0")
+
+    update(project, "v2.0.0")
+
+    # The user's copy moved, so their edit survives under the new name. The old version has no
+    # file at the new path, so copier compares the two versions whole: each difference, the user's
+    # and the template's, is marked once for review (docs/updating.md).
+    moved = (project / "scripts/db_backup.py").read_text()
+    assert not (project / "scripts/backup.py").exists()
+    assert "# Our staging host is local too." in moved
+    assert '"""Before every migration:' in moved
+    assert conflict_markers(project) == {"scripts/db_backup.py": 2}
+    assert '"scripts.db_backup"' in (project / "noxfile.py").read_text()
