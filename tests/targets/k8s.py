@@ -1,10 +1,43 @@
-"""Files the k8s target adds."""
+"""Files the k8s target adds: the deploy module and the kustomize tree under deploy/k8s."""
 
 from __future__ import annotations
 
 from ..matrix import Variant
 
+BASE = {
+    "base/.gitignore",
+    "base/kustomization.yaml",
+    "base/config.env",
+    "base/secret.env.example",
+    "base/service-account.yaml",
+    "base/api-deployment.yaml",
+    "base/api-service.yaml",
+    "base/migrate-job.yaml",
+}
+COMPONENTS = {
+    "components/ingress/kustomization.yaml",
+    "components/ingress/ingress.yaml",
+    "components/autoscaling/kustomization.yaml",
+    "components/autoscaling/hpa.yaml",
+    "components/disruption-budget/kustomization.yaml",
+    "components/disruption-budget/pdb.yaml",
+    "components/network-policy/kustomization.yaml",
+    "components/network-policy/egress.yaml",
+    "components/network-policy/api-ingress.yaml",
+}
+OVERLAYS = {"overlays/staging/kustomization.yaml", "overlays/production/kustomization.yaml"}
+CLUSTER = {
+    "cluster/kustomization.yaml",
+    "cluster/namespace-staging.yaml",
+    "cluster/namespace-production.yaml",
+    "cluster/cluster-issuer.yaml",
+}
+WORKER = {"base/worker-deployment.yaml"}
+
 
 def files(variant: Variant) -> set[str]:
     """The k8s deploy files of `variant`."""
-    return {"scripts/deploy/k8s.py"}
+    manifests = BASE | COMPONENTS | OVERLAYS | CLUSTER
+    if variant.features.worker:
+        manifests |= WORKER
+    return {"scripts/deploy/k8s.py"} | {f"deploy/k8s/{name}" for name in manifests}

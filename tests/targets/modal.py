@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ..matrix import Variant
 
+PACKAGE = "src/my_service"
+
 
 def files(variant: Variant) -> set[str]:
-    """The modal deploy files of `variant`."""
-    return {"scripts/deploy/modal.py"}
+    """The modal deploy files of `variant`: the release script and the Modal app, with its test."""
+    return {"scripts/deploy/modal.py", f"{PACKAGE}/modal_app.py", "tests/test_modal_app.py"}
