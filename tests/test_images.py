@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
 import time
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +54,38 @@ def test_variants_with_one_key_share_one_image(render: Render) -> None:
     assert len({next(iter(found)) for found in digests.values()}) == len(GROUPS)
 
 
+@dataclass(frozen=True)
+class Processes:
+    """How a platform runs the image: the migration, the API's port, the worker."""
+
+    migrate: list[list[str]]
+    port: int
+    worker: list[str]
+    ready_path: str = "/health/ready"
+
+
+def processes(project: Path, variant: Variant) -> Processes:
+    """Railway's config as code where it differs from the image's own contract."""
+    image = Processes(
+        migrate=[["alembic", "upgrade", "head"]], port=8000, worker=["my-service", "worker"]
+    )
+    if variant.deploy_target != "railway":
+        return image
+    api = json.loads((project / "railway.json").read_text())["deploy"]
+    worker = image.worker
+    if variant.features.worker:
+        worker = shlex.split(
+            json.loads((project / "railway.worker.json").read_text())["deploy"]["startCommand"]
+        )
+    # Railway runs each pre-deploy command in a shell and tells the app its port in PORT.
+    return Processes(
+        migrate=[["sh", "-c", command] for command in api["preDeployCommand"]],
+        port=8080,
+        worker=worker,
+        ready_path=api["healthcheckPath"],
+    )
+
+
 @pytest.mark.parametrize("variant", IMAGES, ids=image_key)
 def test_image(render: Render, variant: Variant) -> None:
     project = render(variant)
@@ -90,17 +126,25 @@ def test_image(render: Render, variant: Variant) -> None:
             settings["REDIS_URL"] = "redis://redis:6379/0"
         wait_healthy(postgres)
 
-        env.once(tag, ["alembic", "upgrade", "head"], settings)
+        run = processes(project, variant)
+        for command in run.migrate:
+            env.once(tag, command, settings)
         env.once(tag, ["alembic", "downgrade", "base"], settings)
-        env.once(tag, ["alembic", "upgrade", "head"], settings)
+        for command in run.migrate:
+            env.once(tag, command, settings)
 
-        api = env.run(tag, "api", environment=settings, ports={"8000/tcp": ("127.0.0.1", None)})
+        api = env.run(
+            tag,
+            "api",
+            environment={**settings, "PORT": str(run.port)},
+            ports={f"{run.port}/tcp": ("127.0.0.1", None)},
+        )
         wait_healthy(api)
-        base = f"http://127.0.0.1:{published_port(api, 8000)}"
+        base = f"http://127.0.0.1:{published_port(api, run.port)}"
         key = {"X-API-Key": API_KEY}
 
         assert http("GET", f"{base}/health") == (200, {"status": "ok"})
-        status, ready = http("GET", f"{base}/health/ready")
+        status, ready = http("GET", f"{base}{run.ready_path}")
         assert status == 200, ready
         status, version = http("GET", f"{base}/version")
         assert (status, version["version"], version["image_tag"]) == (200, "0.1.0", VERSION)
@@ -125,7 +169,7 @@ def test_image(render: Render, variant: Variant) -> None:
         eventually(lambda: http("GET", f"{base}/health/ready")[0] == 200, timeout=60)
 
         if variant.features.worker and variant.topology != "serverless":
-            worker = env.run(tag, "worker", command=[slug, "worker"], environment=settings)
+            worker = env.run(tag, "worker", command=run.worker, environment=settings)
             status, job = http("POST", f"{base}/documents/{created['id']}/analysis", headers=key)
             assert status == 202, job
 

@@ -6,5 +6,11 @@ from ..matrix import Variant
 
 
 def files(variant: Variant) -> set[str]:
-    """The vm deploy files of `variant`."""
-    return {"scripts/deploy/vm.py"}
+    """The vm deploy files of `variant`: the release script, the host's compose file and nginx."""
+    return {
+        "scripts/deploy/vm.py",
+        "deploy/vm/compose.yaml",
+        "deploy/vm/nginx/api.conf",
+        "deploy/vm/nginx/upstreams/blue.conf",
+        "deploy/vm/nginx/upstreams/green.conf",
+    }

@@ -1,0 +1,588 @@
+"""The vm target: blue-green releases over SSH, the host's compose file, and its nginx."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from . import containers
+from .conftest import Render
+from .deploy import BARE_ENV, commands, dry_run, nox
+from .matrix import Variant, full_variant, variants_of
+
+VARIANTS = variants_of("vm")
+FULL = full_variant("vm")
+ENVIRONMENTS = ["staging", "production"]
+SSH = "ssh -p 22 -o BatchMode=yes '$VM_USER@$VM_HOST'"
+ON_HOST = f"{SSH} 'cd /srv/my-service && "  # every command but the first runs in the project
+
+variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+environments = pytest.mark.parametrize("environment", ENVIRONMENTS)
+
+
+def image_of(project: Path) -> str:
+    """The image repository the project's CI pushes to (the copier answer)."""
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return str(answers["image"])
+
+
+def position(plan: list[str], fragment: str) -> int:
+    """The index of the first command of `plan` that contains `fragment`."""
+    found = [index for index, command in enumerate(plan) if fragment in command]
+    assert found, f"no command contains {fragment!r}:\n" + "\n".join(plan)
+    return found[0]
+
+
+def assert_in_order(plan: list[str], fragments: list[str]) -> None:
+    """Each fragment appears in `plan`, the first occurrences in this order."""
+    positions = [position(plan, fragment) for fragment in fragments]
+    assert positions == sorted(positions), "\n".join(plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry runs: the plan, in order, on the host
+
+
+@environments
+def test_deploy_backs_up_and_migrates_before_the_switch(render: Render, environment: str) -> None:
+    project = render(FULL)
+    image = f"{image_of(project)}:v1.2.3"
+    plan = dry_run(project, "deploy", environment, "--version", "v1.2.3")
+    steps = commands(plan)
+
+    assert "needs: `ssh` on PATH, `scp` on PATH, VM_HOST set, VM_USER set" in plan
+    assert steps[0] == f"{SSH} 'mkdir -p -m 700 /srv/my-service/backups'"
+    assert all(step.startswith((ON_HOST, "scp ")) for step in steps[1:])
+    assert_in_order(
+        steps,
+        [
+            "scp -P 22 -o BatchMode=yes -r deploy/vm/compose.yaml deploy/vm/nginx",
+            "docker compose up --detach --wait postgres redis certbot",
+            f"LIVE_IMAGE={image} docker compose pull --policy missing migrate",
+            "pg_dump -h /var/run/postgresql -U my_service -d my_service --format=custom",
+            f"LIVE_IMAGE={image} docker compose run --rm migrate",
+            f'echo "API_<IDLE COLOUR>_IMAGE={image}" >> .env',
+            "up --detach --no-deps --wait --wait-timeout 120 api-<idle colour>",
+            "exec -T api-<idle colour> python -c",
+            "cp nginx/upstreams/<idle colour>.conf nginx/live.conf.next",
+            'exec -T nginx sh -c "nginx -t && nginx -s reload"',
+            f'echo "LIVE_IMAGE={image}" >> .env',
+            "cat >> releases.jsonl",
+            "docker compose stop api-<live colour>",
+            "up --detach --no-deps --wait --wait-timeout 120 worker",
+        ],
+    )
+    assert "-before-v1.2.3.dump" in steps[position(steps, "pg_dump")]
+    assert "http://127.0.0.1:8000/health/ready" in steps[position(steps, "python -c")]
+
+
+@environments
+def test_rollback_switches_without_touching_the_database(render: Render, environment: str) -> None:
+    project = render(FULL)
+    steps = commands(dry_run(project, "rollback", environment))
+    assert_in_order(
+        steps,
+        [
+            "cat nginx/live.conf",
+            "cat releases.jsonl 2>/dev/null",
+            f"LIVE_IMAGE={image_of(project)}:<previous release> docker compose pull",
+            "up --detach --no-deps --wait --wait-timeout 120 api-<idle colour>",
+            'nginx -t && nginx -s reload"',
+            "cat >> releases.jsonl",
+            "docker compose stop api-<live colour>",
+            "up --detach --no-deps --wait --wait-timeout 120 worker",
+        ],
+    )
+    assert not [step for step in steps if "pg_dump" in step or "run --rm migrate" in step]
+
+
+def test_rollback_to_a_named_version(render: Render) -> None:
+    project = render(FULL)
+    steps = commands(dry_run(project, "rollback", "production", "v1.0.0"))
+    position(steps, f"LIVE_IMAGE={image_of(project)}:v1.0.0 docker compose pull")
+
+
+@variants
+def test_plan_follows_the_features(render: Render, variant: Variant) -> None:
+    steps = commands(dry_run(render(variant), "deploy", "staging", "--version", "v1"))
+    backing = steps[position(steps, "docker compose up --detach --wait")]
+    assert ("redis" in backing) == variant.features.redis
+    assert any(step.endswith(" worker'") for step in steps) == variant.features.worker
+
+
+def test_a_version_that_is_no_image_tag_is_refused(render: Render) -> None:
+    result = nox(render(FULL), "deploy", "staging", "--version", "v1;reboot", "--dry-run")
+    assert result.returncode != 0
+    assert "deploy failed: 'v1;reboot' is not an image tag" in result.stdout
+    assert commands(result.stdout) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Real releases on this machine (VM_HOST=local), with a `docker` that records what it is asked
+
+FAKE_DOCKER = """#!/bin/sh
+echo "$*" >> "$DOCKER_CALLS"
+case "$*" in
+  *alembic_version*) echo 0001 ;;
+esac
+if [ -n "$DOCKER_FAILS" ]; then
+  case "$*" in *"$DOCKER_FAILS"*) exit 1 ;; esac
+fi
+"""
+SETTINGS = "ENVIRONMENT=production\nAPI_KEY=0123456789abcdef0123456789abcdef\n"
+
+
+@dataclass
+class Host:
+    """A project directory as the vm target leaves it, and a `docker` that logs its calls."""
+
+    project: Path
+    directory: Path
+    calls: Path
+    env: dict[str, str]
+
+    def release(
+        self, session: str, *posargs: str, fails: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `nox -s deploy|rollback -- production ...` against this directory."""
+        env = {**self.env, "DOCKER_FAILS": fails}
+        return nox(self.project, session, "production", *posargs, env=env)
+
+    def docker(self) -> list[str]:
+        """What `docker` was asked, in order."""
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+    def after(self, *releases: tuple[str, str]) -> None:
+        """Leave the directory as `releases` (version, colour) did, the last one serving."""
+        live_version, live_colour = releases[-1]
+        nginx = self.directory / "nginx"
+        shutil.copytree(self.project / "deploy/vm/nginx", nginx, dirs_exist_ok=True)
+        shutil.copy(nginx / f"upstreams/{live_colour}.conf", nginx / "live.conf")
+        lines = [
+            json.dumps({"version": version, "image": f"{self.image}:{version}", "colour": colour})
+            for version, colour in releases
+        ]
+        (self.directory / "releases.jsonl").write_text("".join(f"{line}\n" for line in lines))
+        slots = {colour: version for version, colour in releases}
+        (self.directory / ".env").write_text(
+            SETTINGS
+            + "".join(f"API_{c.upper()}_IMAGE={self.image}:{v}\n" for c, v in slots.items())
+            + f"LIVE_IMAGE={self.image}:{live_version}\n"
+        )
+
+    @property
+    def image(self) -> str:
+        """The image repository releases use."""
+        return image_of(self.project)
+
+    def records(self) -> list[dict[str, str]]:
+        """releases.jsonl, oldest first."""
+        return [
+            json.loads(line)
+            for line in (self.directory / "releases.jsonl").read_text().splitlines()
+        ]
+
+    def settings(self) -> dict[str, str]:
+        """The variables of .env."""
+        lines = (self.directory / ".env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines)
+
+    def live_colour(self) -> str:
+        """The colour nginx/live.conf sends traffic to."""
+        match = re.search(r"server api-(\w+):", (self.directory / "nginx/live.conf").read_text())
+        assert match
+        return match.group(1)
+
+
+@pytest.fixture
+def host(render: Render, tmp_path: Path) -> Host:
+    """An empty project directory with its .env, and the fake `docker` first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    directory = tmp_path / "srv"
+    directory.mkdir()
+    (directory / ".env").write_text(SETTINGS)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{BARE_ENV['PATH']}",
+        "VM_HOST": "local",
+        "VM_DIR": str(directory),
+        "VM_DRAIN_SECONDS": "0",
+        "DOCKER_CALLS": str(tmp_path / "docker-calls"),
+    }
+    return Host(render(FULL), directory, tmp_path / "docker-calls", env)
+
+
+def test_first_release_goes_to_blue(host: Host) -> None:
+    result = host.release("deploy", "--version", "v1")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    image = f"{host.image}:v1"
+    assert host.live_colour() == "blue"
+    assert host.settings() == {
+        "ENVIRONMENT": "production",
+        "API_KEY": "0123456789abcdef0123456789abcdef",
+        "API_BLUE_IMAGE": image,
+        "API_GREEN_IMAGE": image,
+        "LIVE_IMAGE": image,
+    }
+    [record] = host.records()
+    assert {k: record[k] for k in ("action", "version", "image", "colour", "revision")} == {
+        "action": "deploy",
+        "version": "v1",
+        "image": image,
+        "colour": "blue",
+        "revision": "0001",
+    }
+    assert (host.directory / "compose.yaml").read_text() == (
+        host.project / "deploy/vm/compose.yaml"
+    ).read_text()
+    assert len(list((host.directory / "backups").glob("my_service-*-before-v1.dump"))) == 1
+    assert not [call for call in host.docker() if call.startswith("compose stop")]
+
+
+def test_release_goes_to_the_idle_colour_and_stops_the_old_one(host: Host) -> None:
+    host.after(("v1", "blue"))
+    result = host.release("deploy", "--version", "v2")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert host.live_colour() == "green"
+    settings = host.settings()
+    assert settings["API_BLUE_IMAGE"] == f"{host.image}:v1"
+    assert settings["API_GREEN_IMAGE"] == settings["LIVE_IMAGE"] == f"{host.image}:v2"
+    assert [r["version"] for r in host.records()] == ["v1", "v2"]
+    calls = host.docker()
+    assert position(calls, "up --detach --no-deps --wait") < position(calls, "nginx -s reload")
+    assert position(calls, "nginx -s reload") < position(calls, "compose stop api-blue")
+    assert position(calls, "compose stop api-blue") < position(calls, "worker")
+
+
+def test_unhealthy_release_is_stopped_and_the_live_colour_keeps_serving(host: Host) -> None:
+    host.after(("v1", "blue"))
+    before = (host.directory / "releases.jsonl").read_text()
+    result = host.release("deploy", "--version", "v2", fails="--wait-timeout 120 api-green")
+
+    assert result.returncode != 0
+    assert (
+        "deploy failed: api-green did not become healthy with v2, so it is stopped and blue "
+        "serves as before"
+    ) in result.stdout
+    assert host.live_colour() == "blue"
+    assert (host.directory / "releases.jsonl").read_text() == before
+    calls = host.docker()
+    assert calls[-1] == "compose stop api-green"
+    assert not [call for call in calls if "nginx" in call]
+
+
+def test_rollback_goes_back_to_the_previous_release(host: Host) -> None:
+    host.after(("v1", "blue"), ("v2", "green"))
+    result = host.release("rollback")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert host.live_colour() == "blue"
+    assert host.settings()["LIVE_IMAGE"] == f"{host.image}:v1"
+    last = host.records()[-1]
+    assert (last["action"], last["version"], last["colour"]) == ("rollback", "v1", "blue")
+    calls = host.docker()
+    assert not [call for call in calls if "pg_dump" in call or "run --rm migrate" in call]
+    assert position(calls, "nginx -s reload") < position(calls, "compose stop api-green")
+
+
+@pytest.mark.parametrize(
+    ("version", "failure"),
+    [
+        ("v9", "v9 was never released to production; known: v2, v1."),
+        ("v2", "v2 is what production runs already."),
+    ],
+)
+def test_rollback_refuses_what_it_cannot_go_back_to(host: Host, version: str, failure: str) -> None:
+    host.after(("v1", "blue"), ("v2", "green"))
+    result = host.release("rollback", version)
+    assert result.returncode != 0
+    assert f"rollback failed: {failure}" in result.stdout
+    assert host.docker() == []
+
+
+def test_release_without_the_env_file_stops_before_any_change(host: Host) -> None:
+    (host.directory / ".env").unlink()
+    result = host.release("deploy", "--version", "v1")
+    assert result.returncode != 0
+    assert f"deploy failed: {host.directory}/.env is missing" in result.stdout
+    assert not (host.directory / "compose.yaml").exists()
+    assert host.docker() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The host's compose file, as Compose reads it
+
+SLOTS = {
+    "API_BLUE_IMAGE": "registry.example/app:v1",
+    "API_GREEN_IMAGE": "registry.example/app:v2",
+    "LIVE_IMAGE": "registry.example/app:v2",
+}
+SECRETS = {"POSTGRES_PASSWORD": "0123456789abcdef"}
+
+
+def tool(name: str) -> str:
+    """The path of a validator; the validate dependency group installs them all."""
+    path = shutil.which(name)
+    assert path is not None, f"{name} is not installed: run the tests with `nox -s validate`"
+    return path
+
+
+def compose_config(
+    project: Path, tmp_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` in a copy of deploy/vm with an .env, as on the host."""
+    directory = tmp_path / "host"
+    shutil.copytree(project / "deploy/vm", directory)
+    (directory / ".env").write_text(SETTINGS)
+    return subprocess.run(
+        [tool("docker-compose"), "config", "--format", "json"],
+        cwd=directory,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.validate
+@variants
+def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_path: Path) -> None:
+    project = render(variant)
+    schema = ["--builtin-schema", "vendor.compose-spec"]
+    compose_file = str(project / "deploy/vm/compose.yaml")
+    checked = subprocess.run(
+        [tool("check-jsonschema"), *schema, compose_file], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    ports = {"HTTP_PORT": "127.0.0.1:18080", "HTTPS_PORT": "127.0.0.1:18443"}
+    result = compose_config(project, tmp_path, {**SLOTS, **SECRETS, **ports})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+
+    expected = {
+        "nginx",
+        "bootstrap-cert",
+        "certbot",
+        "postgres",
+        "migrate",
+        "api-blue",
+        "api-green",
+    }
+    expected |= {"redis"} if variant.features.redis else set()
+    expected |= {"worker"} if variant.features.worker else set()
+    assert set(services) == expected
+    assert not [name for name, service in services.items() if "build" in service]
+    assert services["api-blue"]["image"] == SLOTS["API_BLUE_IMAGE"]
+    assert services["api-green"]["image"] == SLOTS["API_GREEN_IMAGE"]
+    assert services["migrate"]["image"] == SLOTS["LIVE_IMAGE"]
+    # Only nginx is reachable from outside, on the addresses and ports it was given.
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert {
+        (port["host_ip"], port["published"], port["target"]) for port in published.pop("nginx")
+    } == {("127.0.0.1", "18080", 80), ("127.0.0.1", "18443", 443)}
+    assert published == {}
+    for name, service in services.items():
+        assert service["logging"]["options"] == {"max-size": "10m", "max-file": "5"}, name
+        one_shot = name in {"migrate", "bootstrap-cert"}
+        assert service["restart"] == ("no" if one_shot else "unless-stopped"), name
+    database = "postgresql://my_service:0123456789abcdef@postgres:5432/my_service"
+    for name in ("api-blue", "api-green", "migrate"):
+        assert services[name]["environment"]["DATABASE_URL"] == database
+        assert services[name]["environment"]["ENVIRONMENT"] == "production"  # from .env
+    # The API's healthcheck is the image's HEALTHCHECK; the worker's is its own.
+    assert "healthcheck" not in services["api-blue"]
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    if variant.features.worker:
+        test = services["worker"]["healthcheck"]["test"]
+        assert test == ["CMD", "my-service", "healthcheck", "--worker"]
+
+
+@pytest.mark.validate
+def test_production_compose_file_needs_the_database_password(
+    render: Render, tmp_path: Path
+) -> None:
+    result = compose_config(render(FULL), tmp_path, SLOTS)
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# nginx, in the nginx image, in front of stand-ins for the two colours
+
+# Each colour answers with what it was sent, so the test sees what nginx forwards.
+ECHO = """server {{
+    listen {port};
+    location / {{
+        default_type text/plain;
+        return 200 "{colour}|{forwarded}";
+    }}
+    location /big {{
+        default_type application/json;
+        return 200 '{{"padding": "{padding}"}}';
+    }}
+}}
+"""
+
+
+@dataclass
+class Answer:
+    """An HTTP response as the test reads it."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+def connect(port: int, *, tls: bool = True) -> http.client.HTTPConnection:
+    """A connection to nginx on the loopback; the test certificate is self-signed."""
+    if not tls:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+
+
+def ask(
+    port: int,
+    path: str,
+    *,
+    tls: bool = True,
+    headers: dict[str, str] | None = None,
+    times: int = 1,
+) -> list[Answer]:
+    """Send the same request `times` times over one connection, as fast as nginx answers."""
+    connection = connect(port, tls=tls)
+    answers = []
+    try:
+        for _ in range(times):
+            connection.request("GET", path, headers={"Host": "api.example.com", **(headers or {})})
+            response = connection.getresponse()
+            body = response.read().decode(errors="replace")
+            answers.append(Answer(response.status, response.headers, body))
+    finally:
+        connection.close()
+    return answers
+
+
+def echo(lab: containers.Lab, image: str, colour: str, directory: Path) -> None:
+    """Start the `colour` slot's stand-in: nginx answering on the API's port."""
+    conf = directory / colour
+    conf.mkdir()
+    headers = [
+        "x_request_id",
+        "x_forwarded_for",
+        "x_forwarded_proto",
+        "host",
+        "upgrade",
+        "connection",
+    ]
+    forwarded = "|".join(f"$http_{header}" for header in headers)
+    text = ECHO.format(port=8000, colour=colour, forwarded=forwarded, padding="x" * 2000)
+    (conf / "echo.conf").write_text(text)
+    lab.run(
+        image, f"api-{colour}", volumes={str(conf): {"bind": "/etc/nginx/conf.d", "mode": "ro"}}
+    )
+
+
+@pytest.mark.validate
+def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -> None:
+    project = render(FULL)
+    image = containers.base_image("NGINX_IMAGE", project / "deploy/vm")
+    openssl = shutil.which("openssl")
+    assert openssl, "the nginx test makes its certificate with openssl"
+    certificate = tmp_path / "live-api"
+    certificate.mkdir()
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1"),
+            *("-subj", "/CN=api.example.com", "-keyout", str(certificate / "privkey.pem")),
+            *("-out", str(certificate / "fullchain.pem")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    certificate.chmod(0o755)
+    (certificate / "privkey.pem").chmod(0o644)  # the container's nginx reads it as another user
+    webroot = tmp_path / "webroot"
+    (webroot / ".well-known/acme-challenge").mkdir(parents=True)
+    (webroot / ".well-known/acme-challenge/token-123").write_text("token-123.thumbprint")
+    conf = tmp_path / "nginx"
+    shutil.copytree(project / "deploy/vm/nginx", conf)
+    shutil.copy(conf / "upstreams/blue.conf", conf / "live.conf")
+    compose = yaml.safe_load((project / "deploy/vm/compose.yaml").read_text())
+    # The command compose runs: the reload loop around nginx (`$$` is compose's escape for `$`).
+    command = [part.replace("$$", "$") for part in compose["services"]["nginx"]["command"]]
+
+    with containers.lab("slipway-vmh") as lab:
+        echo(lab, image, "blue", tmp_path)
+        nginx = lab.run(
+            image,
+            "nginx",
+            command=command,
+            volumes={
+                str(conf): {"bind": "/etc/nginx/conf.d", "mode": "ro"},
+                str(certificate): {"bind": "/etc/letsencrypt/live/api", "mode": "ro"},
+                str(webroot): {"bind": "/var/www/certbot", "mode": "ro"},
+            },
+            ports={"80/tcp": ("127.0.0.1", None), "443/tcp": ("127.0.0.1", None)},
+        )
+        exit_code, output = nginx.exec_run(["nginx", "-t"])
+        assert exit_code == 0, output.decode()
+        http_port = containers.published_port(nginx, 80)
+        https_port = containers.published_port(nginx, 443)
+        containers.eventually(lambda: ask(https_port, "/")[0].status == 200)
+
+        [challenge] = ask(http_port, "/.well-known/acme-challenge/token-123", tls=False)
+        assert (challenge.status, challenge.body) == (200, "token-123.thumbprint")
+        [redirect] = ask(http_port, "/documents?page=2", tls=False)
+        assert redirect.status == 301
+        assert redirect.headers["Location"] == "https://api.example.com/documents?page=2"
+
+        forged = {"X-Request-ID": "req-1", "X-Forwarded-For": "203.0.113.9"}
+        [answer] = ask(https_port, "/documents", headers=forged)
+        colour, request_id, forwarded_for, proto, host, upgrade, connection = answer.body.split("|")
+        assert (colour, request_id, proto, host) == ("blue", "req-1", "https", "api.example.com")
+        assert forwarded_for != "203.0.113.9"  # nginx says who connected; clients cannot
+        assert (upgrade, connection) == ("", "")  # a keepalive connection upstream
+        assert answer.headers["Strict-Transport-Security"] == "max-age=63072000"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["X-Frame-Options"] == "DENY"
+
+        [generated] = ask(https_port, "/")
+        assert re.fullmatch(r"[0-9a-f]{32}", generated.body.split("|")[1])
+        upgrade_headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
+        [upgraded] = ask(https_port, "/socket", headers=upgrade_headers)
+        assert upgraded.body.endswith("|websocket|upgrade")
+        [big] = ask(https_port, "/big", headers={"Accept-Encoding": "gzip"})
+        assert big.headers["Content-Encoding"] == "gzip"
+        assert ask(https_port, "/metrics")[0].status == 404
+
+        # Rate limiting: 200 requests at once exceed the burst of 40 on top of 20 a second.
+        statuses = [answer.status for answer in ask(https_port, "/", times=200)]
+        assert (statuses[0], statuses[-1], set(statuses)) == (200, 429, {200, 429})
+
+        # The switch: green's upstream does not load while green is down, and serves once it is up.
+        shutil.copy(conf / "upstreams/green.conf", conf / "live.conf")
+        exit_code, output = nginx.exec_run(["nginx", "-t"])
+        assert exit_code != 0
+        assert "host not found in upstream" in output.decode()
+        echo(lab, image, "green", tmp_path)
+        exit_code, output = nginx.exec_run(["sh", "-c", "nginx -t && nginx -s reload"])
+        assert exit_code == 0, output.decode()
+        containers.eventually(lambda: ask(https_port, "/")[0].body.startswith("green|"))
