@@ -37,7 +37,9 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast tier: render every variant and check it statically."""
     install(session, "test")
-    session.run("pytest", "-m", "not (project or validate or images or update)", *session.posargs)
+    session.run(
+        "pytest", "-m", "not (project or validate or images or update or e2e)", *session.posargs
+    )
 
 
 @nox.session(python=PYTHON, tags=["full"])
@@ -66,3 +68,10 @@ def update(session: nox.Session) -> None:
     """`copier update` from an older template version, for every deploy target."""
     install(session, "test")
     session.run("pytest", "-m", "update", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def e2e(session: nox.Session) -> None:
+    """Release the vm variant blue-green on the local Docker engine, under load."""
+    install(session, "test", "validate")
+    session.run("pytest", "-m", "e2e", "-s", *session.posargs)
