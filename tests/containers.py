@@ -111,6 +111,7 @@ class Lab:
     client: docker.DockerClient
     network: Network
     containers: list[Container] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # tags to remove with the lab
 
     def run(self, image: str, name: str, **options: Any) -> Container:
         """Start a detached container on the lab's network, reachable by `name`."""
@@ -168,6 +169,9 @@ def lab(prefix: str) -> Iterator[Lab]:
             with suppress(docker.errors.NotFound):
                 container.remove(force=True, v=True)
         network.remove()
+        for tag in current.images:
+            with suppress(docker.errors.ImageNotFound):
+                client.images.remove(tag, force=True)
 
 
 def wait_healthy(container: Container, timeout: float = 90) -> None:

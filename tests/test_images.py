@@ -101,6 +101,7 @@ def test_image(render: Render, variant: Variant) -> None:
     print(f"{image_key(variant)}: built in {built.seconds}s, {built.size_mb} MB")
 
     with lab("slipway-img") as env:
+        env.images.append(tag)
         image = env.client.images.get(tag)
         assert image.attrs["Config"]["User"] == "10001:10001"
         listing = env.once(tag, ["sh", "-c", "ls -A /app; id -u"], {})
