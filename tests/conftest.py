@@ -13,6 +13,15 @@ from .matrix import Variant
 Render = Callable[[Variant], Path]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With xdist's --dist loadgroup, run a variant's tests on one worker, which renders it once."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        variant = params.params.get("variant") if params else None
+        if isinstance(variant, Variant):
+            item.add_marker(pytest.mark.xdist_group(variant.id))
+
+
 @pytest.fixture(scope="session")
 def render(copie_session: Copie) -> Render:
     """Render a variant (once per run) and return the project directory."""
