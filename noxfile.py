@@ -37,9 +37,9 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast tier: render every variant and check it statically."""
     install(session, "test")
-    session.run(
-        "pytest", "-m", "not (project or validate or images or update or e2e)", *session.posargs
-    )
+    # Two workers; each variant's tests stay on one worker, which renders it once.
+    fast = "not (project or validate or images or update or e2e)"
+    session.run("pytest", "-n", "2", "--dist", "loadgroup", "-m", fast, *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])
