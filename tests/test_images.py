@@ -67,7 +67,7 @@ class Processes:
 def processes(project: Path, variant: Variant) -> Processes:
     """Railway's config as code where it differs from the image's own contract."""
     image = Processes(
-        migrate=[["alembic", "upgrade", "head"]], port=8000, worker=["my-service", "worker"]
+        migrate=[["my-service", "migrate"]], port=8000, worker=["my-service", "worker"]
     )
     if variant.deploy_target != "railway":
         return image
@@ -122,8 +122,9 @@ def test_image(render: Render, variant: Variant) -> None:
             "API_KEY": API_KEY,
             "LOG_FORMAT": "json",
         }
+        redis = None
         if variant.features.redis:
-            env.run(base_image("REDIS_IMAGE", project), "redis")
+            redis = env.run(base_image("REDIS_IMAGE", project), "redis")
             settings["REDIS_URL"] = "redis://redis:6379/0"
         wait_healthy(postgres)
 
@@ -168,6 +169,18 @@ def test_image(render: Render, variant: Variant) -> None:
         assert ready["checks"]["database"].startswith("failed")
         postgres.start()
         eventually(lambda: http("GET", f"{base}/health/ready")[0] == 200, timeout=60)
+
+        if redis is not None:
+            # Without Redis the API still serves from PostgreSQL, unless Redis holds its job queue.
+            queue = variant.features.worker and variant.topology != "serverless"
+            redis.stop(timeout=10)
+            expected = (503, "unavailable") if queue else (200, "degraded")
+            eventually(lambda: http("GET", f"{base}/health/ready")[1]["status"] == expected[1])
+            status, ready = http("GET", f"{base}/health/ready")
+            assert (status, ready["status"]) == expected, ready
+            assert http("GET", f"{base}/documents/{created['id']}", headers=key)[0] == 200
+            redis.start()
+            eventually(lambda: http("GET", f"{base}/health/ready")[1]["status"] == "ready")
 
         if variant.features.worker and variant.topology != "serverless":
             worker = env.run(tag, "worker", command=run.worker, environment=settings)
