@@ -38,8 +38,15 @@ def tests(session: nox.Session) -> None:
     """Fast tier: render every variant and check it statically."""
     install(session, "test")
     # Two workers; each variant's tests stay on one worker, which renders it once.
-    fast = "not (project or validate or images or update or e2e)"
+    fast = "not (project or validate or images or update or e2e or scenarios)"
     session.run("pytest", "-n", "2", "--dist", "loadgroup", "-m", fast, *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["full"])
+def scenarios(session: nox.Session) -> None:
+    """Release failure scenarios (rollbacks, kills, concurrency) against each platform's fake."""
+    install(session, "test")
+    session.run("pytest", "-n", "2", "-m", "scenarios", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from .matrix import DEPLOY_TARGETS, ROOT, Variant, full_variant
+from .repos import commit_all, edit, git
 from .test_project import ISOLATED_ENV
 from .test_render import expected_files
 
@@ -24,32 +25,6 @@ pytestmark = pytest.mark.update
 
 TEMPLATE_PARTS = ["copier.yml", "template", "includes", "tasks"]
 PACKAGE = "my_service"
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` and return its output."""
-    result = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout
-
-
-def commit_all(repo: Path, message: str, tag: str | None = None) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    if tag:
-        git(repo, "tag", tag)
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    """Replace `old` (which must occur) by `new` in a file."""
-    text = path.read_text()
-    assert old in text, f"{path}: {old!r} not found"
-    path.write_text(text.replace(old, new, 1))
 
 
 @pytest.fixture

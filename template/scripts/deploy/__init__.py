@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +23,8 @@ from typing import Any
 ENVIRONMENTS = ("staging", "production")
 SCHEMA_WARNING = (
     "A rollback changes the code that runs, not the database: migrations that ran are not "
-    "reverted. To revert one, run `nox -s migrate -- downgrade <revision>` against this "
+    'reverted, and the earlier release runs on the newer schema (README.md, "Changing the '
+    'schema"). To revert a migration, run `nox -s migrate -- downgrade <revision>` against this '
     "environment's database (`nox -s migrate -- history` lists the revisions)."
 )
 
@@ -39,6 +41,16 @@ class Release:
     dry_run: bool = False
     _step: int = 0
     _secrets: list[str] = field(default_factory=list)
+    # Set in a thread whose commands are housekeeping (renewing a lease), not steps to narrate.
+    _quiet: threading.local = field(default_factory=threading.local)
+
+    def quietly(self) -> None:
+        """Stop printing the commands this thread runs."""
+        self._quiet.on = True
+
+    def _print(self, line: str) -> None:
+        if not getattr(self._quiet, "on", False):
+            print(line, flush=True)
 
     def step(self, title: str) -> None:
         """Announce the next step."""
@@ -47,7 +59,7 @@ class Release:
 
     def say(self, message: str) -> None:
         """Explain something about the current step."""
-        print(f"    {message}", flush=True)
+        self._print(f"    {message}")
 
     def require(self, *, tools: tuple[str, ...] = (), variables: tuple[str, ...] = ()) -> None:
         """Stop before anything changes if a CLI or a variable is missing (a dry run lists them)."""
@@ -95,7 +107,7 @@ class Release:
         check: bool = True,
     ) -> str:
         """Print a command, then run it (not in a dry run); a failure stops the release."""
-        print(f"    $ {self.mask(shlex.join(command))}", flush=True)
+        self._print(f"    $ {self.mask(shlex.join(command))}")
         if self.dry_run:
             return ""
         result = subprocess.run(  # noqa: S603 - commands are the release's own, printed above
@@ -111,6 +123,25 @@ class Release:
             raise DeployError(self.mask(msg))
         return result.stdout or ""
 
+    def call(
+        self, *command: str, stdin: str | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Print a command, then run it capturing its output, whatever its exit code.
+
+        A dry run runs nothing and answers as if the command succeeded with no output.
+        """
+        self._print(f"    $ {self.mask(shlex.join(command))}")
+        if self.dry_run:
+            return subprocess.CompletedProcess(command, 0, "", "")
+        return subprocess.run(  # noqa: S603 - commands are the release's own, printed above
+            command,
+            env={**os.environ, **env} if env else None,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
     def request(
         self,
         method: str,
@@ -120,10 +151,12 @@ class Release:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Print an HTTP request with a JSON body, then send it (not in a dry run)."""
-        print(f"    {method} {url}", flush=True)
+        self._print(f"    {method} {url}")
         if body is not None:
-            for line in json.dumps(body, indent=2).splitlines():
-                print(f"      {self.mask(line)}")
+            for line in self.mask(json.dumps(body, indent=2)).splitlines():
+                # A long value (a whole release history) is shown by its start.
+                shown = line if len(line) <= 1000 else f"{line[:200]}… ({len(line)} characters)"
+                self._print(f"      {shown}")
         if self.dry_run:
             return None
         data = None if body is None else json.dumps(body).encode()
