@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
 import re
 import shutil
 import ssl
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -54,32 +57,40 @@ def assert_in_order(plan: list[str], fragments: list[str]) -> None:
 
 
 @environments
-def test_deploy_backs_up_and_migrates_before_the_switch(render: Render, environment: str) -> None:
+def test_deploy_locks_backs_up_and_migrates_before_switching(
+    render: Render, environment: str
+) -> None:
     project = render(FULL)
     image = f"{image_of(project)}:v1.2.3"
     plan = dry_run(project, "deploy", environment, "--version", "v1.2.3")
     steps = commands(plan)
 
     assert "needs: `ssh` on PATH, `scp` on PATH, VM_HOST set, VM_USER set" in plan
-    assert steps[0] == f"{SSH} 'mkdir -p -m 700 /srv/my-service/backups'"
+    lock = steps[0]
+    assert lock.startswith(f"{SSH} 'mkdir -p -m 700 /srv/my-service/backups && cd /srv/my-service")
+    assert "flock -n 9" in lock
     assert all(step.startswith((ON_HOST, "scp ")) for step in steps[1:])
     assert_in_order(
         steps,
         [
+            "test -f .env",
             "scp -P 22 -o BatchMode=yes -r deploy/vm/compose.yaml deploy/vm/nginx",
+            "cat releases.jsonl",
             "docker compose up --detach --wait postgres redis certbot",
-            f"LIVE_IMAGE={image} docker compose pull --policy missing migrate",
+            "cat nginx/live.conf",
+            f"MIGRATE_IMAGE={image}",
+            "docker compose pull --policy missing migrate",
             "pg_dump -h /var/run/postgresql -U my_service -d my_service --format=custom",
-            f"LIVE_IMAGE={image} docker compose run --rm migrate",
-            f'echo "API_<IDLE COLOUR>_IMAGE={image}" >> .env',
-            "up --detach --no-deps --wait --wait-timeout 120 api-<idle colour>",
+            "docker compose run --rm migrate",
+            f"WORKER_IMAGE={image}",
+            "up --detach --no-deps --wait --wait-timeout 120 worker",
+            f"API_<IDLE COLOUR>_IMAGE={image}",
+            "up --detach --no-deps --force-recreate --wait --wait-timeout 120 api-<idle colour>",
             "exec -T api-<idle colour> python -c",
             "cp nginx/upstreams/<idle colour>.conf nginx/live.conf.next",
             'exec -T nginx sh -c "nginx -t && nginx -s reload"',
-            f'echo "LIVE_IMAGE={image}" >> .env',
             "cat >> releases.jsonl",
             "docker compose stop api-<live colour>",
-            "up --detach --no-deps --wait --wait-timeout 120 worker",
         ],
     )
     assert "-before-v1.2.3.dump" in steps[position(steps, "pg_dump")]
@@ -90,17 +101,21 @@ def test_deploy_backs_up_and_migrates_before_the_switch(render: Render, environm
 def test_rollback_switches_without_touching_the_database(render: Render, environment: str) -> None:
     project = render(FULL)
     steps = commands(dry_run(project, "rollback", environment))
+    image = f"{image_of(project)}:<previous release>"
+    assert "flock -n 9" in steps[0]
     assert_in_order(
         steps,
         [
+            "cat releases.jsonl",
             "cat nginx/live.conf",
-            "cat releases.jsonl 2>/dev/null",
-            f"LIVE_IMAGE={image_of(project)}:<previous release> docker compose pull",
-            "up --detach --no-deps --wait --wait-timeout 120 api-<idle colour>",
+            f"MIGRATE_IMAGE={image}",
+            "docker compose pull --policy missing migrate",
+            f"WORKER_IMAGE={image}",
+            "up --detach --no-deps --wait --wait-timeout 120 worker",
+            "up --detach --no-deps --force-recreate --wait --wait-timeout 120 api-<idle colour>",
             'nginx -t && nginx -s reload"',
             "cat >> releases.jsonl",
             "docker compose stop api-<live colour>",
-            "up --detach --no-deps --wait --wait-timeout 120 worker",
         ],
     )
     assert not [step for step in steps if "pg_dump" in step or "run --rm migrate" in step]
@@ -109,7 +124,7 @@ def test_rollback_switches_without_touching_the_database(render: Render, environ
 def test_rollback_to_a_named_version(render: Render) -> None:
     project = render(FULL)
     steps = commands(dry_run(project, "rollback", "production", "v1.0.0"))
-    position(steps, f"LIVE_IMAGE={image_of(project)}:v1.0.0 docker compose pull")
+    position(steps, f"MIGRATE_IMAGE={image_of(project)}:v1.0.0")
 
 
 @variants
@@ -132,9 +147,6 @@ def test_a_version_that_is_no_image_tag_is_refused(render: Render) -> None:
 
 FAKE_DOCKER = """#!/bin/sh
 echo "$*" >> "$DOCKER_CALLS"
-case "$*" in
-  *alembic_version*) echo 0001 ;;
-esac
 if [ -n "$DOCKER_FAILS" ]; then
   case "$*" in *"$DOCKER_FAILS"*) exit 1 ;; esac
 fi
@@ -163,21 +175,35 @@ class Host:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
     def after(self, *releases: tuple[str, str]) -> None:
-        """Leave the directory as `releases` (version, colour) did, the last one serving."""
+        """Leave the directory as deploys of `releases` (version, colour) did, the last serving."""
         live_version, live_colour = releases[-1]
         nginx = self.directory / "nginx"
         shutil.copytree(self.project / "deploy/vm/nginx", nginx, dirs_exist_ok=True)
         shutil.copy(nginx / f"upstreams/{live_colour}.conf", nginx / "live.conf")
-        lines = [
-            json.dumps({"version": version, "image": f"{self.image}:{version}", "colour": colour})
-            for version, colour in releases
-        ]
+        lines = []
+        for number, (version, colour) in enumerate(releases, start=1):
+            image = f"{self.image}:{version}"
+            entry = {
+                "number": number,
+                "action": "deploy",
+                "version": version,
+                "artifacts": {"worker": image, "api": image},
+                "revision": "0001",
+                "previous": number - 1 or None,
+                "restores": None,
+                "commit": None,
+                "time": f"2026-11-0{number}T10:00:00+00:00",
+                "by": "someone",
+                "details": {"colour": colour},
+            }
+            lines.append(json.dumps(entry))
         (self.directory / "releases.jsonl").write_text("".join(f"{line}\n" for line in lines))
         slots = {colour: version for version, colour in releases}
         (self.directory / ".env").write_text(
             SETTINGS
             + "".join(f"API_{c.upper()}_IMAGE={self.image}:{v}\n" for c, v in slots.items())
-            + f"LIVE_IMAGE={self.image}:{live_version}\n"
+            + f"WORKER_IMAGE={self.image}:{live_version}\n"
+            + f"MIGRATE_IMAGE={self.image}:{live_version}\n"
         )
 
     @property
@@ -185,7 +211,7 @@ class Host:
         """The image repository releases use."""
         return image_of(self.project)
 
-    def records(self) -> list[dict[str, str]]:
+    def records(self) -> list[dict[str, Any]]:
         """releases.jsonl, oldest first."""
         return [
             json.loads(line)
@@ -235,16 +261,20 @@ def test_first_release_goes_to_blue(host: Host) -> None:
         "API_KEY": "0123456789abcdef0123456789abcdef",
         "API_BLUE_IMAGE": image,
         "API_GREEN_IMAGE": image,
-        "LIVE_IMAGE": image,
+        "WORKER_IMAGE": image,
+        "MIGRATE_IMAGE": image,
     }
+    assert stat.S_IMODE((host.directory / ".env").stat().st_mode) == 0o600
     [record] = host.records()
-    assert {k: record[k] for k in ("action", "version", "image", "colour", "revision")} == {
+    assert {k: record[k] for k in ("number", "action", "version", "revision", "previous")} == {
+        "number": 1,
         "action": "deploy",
         "version": "v1",
-        "image": image,
-        "colour": "blue",
         "revision": "0001",
+        "previous": None,
     }
+    assert record["artifacts"] == {"worker": image, "api": image}
+    assert record["details"] == {"colour": "blue"}
     assert (host.directory / "compose.yaml").read_text() == (
         host.project / "deploy/vm/compose.yaml"
     ).read_text()
@@ -252,7 +282,9 @@ def test_first_release_goes_to_blue(host: Host) -> None:
     assert not [call for call in host.docker() if call.startswith("compose stop")]
 
 
-def test_release_goes_to_the_idle_colour_and_stops_the_old_one(host: Host) -> None:
+def test_release_switches_the_worker_then_the_idle_colour_then_stops_the_old_one(
+    host: Host,
+) -> None:
     host.after(("v1", "blue"))
     result = host.release("deploy", "--version", "v2")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -260,49 +292,79 @@ def test_release_goes_to_the_idle_colour_and_stops_the_old_one(host: Host) -> No
     assert host.live_colour() == "green"
     settings = host.settings()
     assert settings["API_BLUE_IMAGE"] == f"{host.image}:v1"
-    assert settings["API_GREEN_IMAGE"] == settings["LIVE_IMAGE"] == f"{host.image}:v2"
-    assert [r["version"] for r in host.records()] == ["v1", "v2"]
+    assert settings["API_GREEN_IMAGE"] == settings["WORKER_IMAGE"] == f"{host.image}:v2"
+    records = host.records()
+    assert [(r["version"], r["previous"]) for r in records] == [("v1", None), ("v2", 1)]
     calls = host.docker()
-    assert position(calls, "up --detach --no-deps --wait") < position(calls, "nginx -s reload")
-    assert position(calls, "nginx -s reload") < position(calls, "compose stop api-blue")
-    assert position(calls, "compose stop api-blue") < position(calls, "worker")
+    assert_in_order(
+        calls,
+        [
+            "compose run --rm migrate",
+            "--wait-timeout 120 worker",
+            "--wait-timeout 120 api-green",
+            "nginx -s reload",
+            "compose stop api-blue",
+        ],
+    )
 
 
-def test_unhealthy_release_is_stopped_and_the_live_colour_keeps_serving(host: Host) -> None:
+def test_unhealthy_release_puts_the_worker_back_and_the_live_colour_keeps_serving(
+    host: Host,
+) -> None:
     host.after(("v1", "blue"))
     before = (host.directory / "releases.jsonl").read_text()
     result = host.release("deploy", "--version", "v2", fails="--wait-timeout 120 api-green")
 
     assert result.returncode != 0
     assert (
-        "deploy failed: api-green did not become healthy with v2, so it is stopped and blue "
-        "serves as before"
+        "deploy failed: api-green did not become healthy with v2; v1 serves as before"
     ) in result.stdout
     assert host.live_colour() == "blue"
     assert (host.directory / "releases.jsonl").read_text() == before
+    assert host.settings()["WORKER_IMAGE"] == f"{host.image}:v1"
     calls = host.docker()
-    assert calls[-1] == "compose stop api-green"
+    assert calls[-2:] == [
+        "compose stop api-green",
+        "compose up --detach --no-deps --wait --wait-timeout 120 worker",
+    ]
     assert not [call for call in calls if "nginx" in call]
 
 
-def test_rollback_goes_back_to_the_previous_release(host: Host) -> None:
-    host.after(("v1", "blue"), ("v2", "green"))
-    result = host.release("rollback")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    assert host.live_colour() == "blue"
-    assert host.settings()["LIVE_IMAGE"] == f"{host.image}:v1"
-    last = host.records()[-1]
-    assert (last["action"], last["version"], last["colour"]) == ("rollback", "v1", "blue")
+def test_two_rollbacks_walk_back_two_releases_and_a_third_refuses(host: Host) -> None:
+    host.after(("v1", "blue"), ("v2", "green"), ("v3", "blue"))
+    for expected, colour in (("v2", "green"), ("v1", "blue")):
+        result = host.release("rollback")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert host.live_colour() == colour
+        assert host.settings()[f"API_{colour.upper()}_IMAGE"] == f"{host.image}:{expected}"
+        assert host.settings()["WORKER_IMAGE"] == f"{host.image}:{expected}"
+    third = host.release("rollback")
+    assert third.returncode != 0
+    assert "v1 is the first release of production: there is no earlier release" in third.stdout
+    assert [(r["action"], r["version"], r["restores"]) for r in host.records()[3:]] == [
+        ("rollback", "v2", 2),
+        ("rollback", "v1", 1),
+    ]
     calls = host.docker()
     assert not [call for call in calls if "pg_dump" in call or "run --rm migrate" in call]
-    assert position(calls, "nginx -s reload") < position(calls, "compose stop api-green")
+
+
+def test_a_deploy_after_a_rollback_replaces_it_and_rolls_back_past_the_rolled_back(
+    host: Host,
+) -> None:
+    host.after(("v1", "blue"), ("v2", "green"))
+    assert host.release("rollback").returncode == 0  # v2 -> v1
+    assert host.release("deploy", "--version", "v3").returncode == 0
+    back = host.release("rollback")
+    assert back.returncode == 0, back.stdout
+    # v3 replaced v1 (v2 had been rolled back): going back from v3 lands on v1, not v2.
+    assert host.records()[-1]["version"] == "v1"
 
 
 @pytest.mark.parametrize(
     ("version", "failure"),
     [
-        ("v9", "v9 was never released to production; known: v2, v1."),
+        ("v9", "v9 was never released to production; its history knows v2, v1."),
         ("v2", "v2 is what production runs already."),
     ],
 )
@@ -311,7 +373,7 @@ def test_rollback_refuses_what_it_cannot_go_back_to(host: Host, version: str, fa
     result = host.release("rollback", version)
     assert result.returncode != 0
     assert f"rollback failed: {failure}" in result.stdout
-    assert host.docker() == []
+    assert not [call for call in host.docker() if "stop" in call or "--wait-timeout" in call]
 
 
 def test_release_without_the_env_file_stops_before_any_change(host: Host) -> None:
@@ -323,13 +385,72 @@ def test_release_without_the_env_file_stops_before_any_change(host: Host) -> Non
     assert host.docker() == []
 
 
+def test_a_release_under_way_makes_another_one_refuse(host: Host) -> None:
+    host.after(("v1", "blue"))
+    (host.directory / ".release.holder").write_text("ci run 42, deploy of v2 since 10:00\n")
+    with (host.directory / ".release.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as the release under way holds it
+        result = host.release("deploy", "--version", "v3")
+    assert result.returncode != 0
+    assert (
+        "deploy failed: production is being released by ci run 42, deploy of v2 since 10:00."
+    ) in result.stdout
+    assert host.docker() == []
+    # Once that release ends, its lock goes with it.
+    assert host.release("deploy", "--version", "v3").returncode == 0
+
+
+def test_an_interrupted_switch_is_put_right_before_anything_else(host: Host) -> None:
+    # A release was killed after writing live.conf (green) and before nginx served it.
+    host.after(("v1", "blue"))
+    shutil.copy(host.directory / "nginx/upstreams/green.conf", host.directory / "nginx/live.conf")
+    result = host.release("deploy", "--version", "v2")
+    assert result.returncode == 0, result.stdout
+    assert "nginx/live.conf names green, but releases.jsonl says blue serves" in result.stdout
+    calls = host.docker()
+    # nginx serves blue again before green, the idle colour, is recreated for v2.
+    assert position(calls, "nginx -s reload") < position(calls, "api-green")
+    assert host.live_colour() == "green"
+    assert host.records()[-1]["details"] == {"colour": "green"}
+
+
+def test_a_history_written_by_slipway_0_1_is_read(host: Host) -> None:
+    host.after(("v1", "blue"))
+    old = [
+        {
+            "time": "t1",
+            "action": "deploy",
+            "version": "v1",
+            "image": f"{host.image}:v1",
+            "colour": "blue",
+            "revision": "0001",
+        },
+        {
+            "time": "t2",
+            "action": "deploy",
+            "version": "v2",
+            "image": f"{host.image}:v2",
+            "colour": "green",
+            "revision": "0001",
+        },
+    ]
+    (host.directory / "releases.jsonl").write_text("".join(json.dumps(o) + "\n" for o in old))
+    shutil.copy(host.directory / "nginx/upstreams/green.conf", host.directory / "nginx/live.conf")
+    result = host.release("rollback")
+    assert result.returncode == 0, result.stdout
+    assert host.live_colour() == "blue"
+    assert host.records()[-1]["action"] == "rollback"
+    assert host.records()[-1]["version"] == "v1"
+
+
 # ---------------------------------------------------------------------------------------------
 # The host's compose file, as Compose reads it
 
 SLOTS = {
     "API_BLUE_IMAGE": "registry.example/app:v1",
     "API_GREEN_IMAGE": "registry.example/app:v2",
-    "LIVE_IMAGE": "registry.example/app:v2",
+    "WORKER_IMAGE": "registry.example/app:v2",
+    "MIGRATE_IMAGE": "registry.example/app:v3",
 }
 SECRETS = {"POSTGRES_PASSWORD": "0123456789abcdef"}
 
@@ -389,7 +510,9 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
     assert not [name for name, service in services.items() if "build" in service]
     assert services["api-blue"]["image"] == SLOTS["API_BLUE_IMAGE"]
     assert services["api-green"]["image"] == SLOTS["API_GREEN_IMAGE"]
-    assert services["migrate"]["image"] == SLOTS["LIVE_IMAGE"]
+    assert services["migrate"]["image"] == SLOTS["MIGRATE_IMAGE"]
+    if variant.features.worker:
+        assert services["worker"]["image"] == SLOTS["WORKER_IMAGE"]
     # Only nginx is reachable from outside, on the addresses and ports it was given.
     published = {name: service["ports"] for name, service in services.items() if "ports" in service}
     assert {

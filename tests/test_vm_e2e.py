@@ -1,9 +1,11 @@
 """Slow tier: the single-VM stack end to end, on this machine's Docker engine, under load.
 
-Builds v1, v2 (a new version) and a broken v3 of the vm variant, releases them with the project's
-own `nox -s deploy -- production` (VM_HOST=local) while two threads send HTTPS requests through
-nginx on loopback, and asserts that no request fails through a switch, a failed release and a
-rollback. Requests are bounded in number and rate, and go to 127.0.0.1 only.
+Builds v1, v2 (adds a column), v3 and a broken v4 of the vm variant and releases them with the
+project's own release engine (VM_HOST=local) while two threads send HTTPS requests through nginx
+on loopback, reading and writing. The scenarios: rollbacks across the migration that walk back
+and then refuse, a release that never becomes healthy, two deploys at once, and a deploy killed as
+it starts each of its commands and run again. No request may fail; build/e2e-results.json gets
+the counts per scenario. Requests are bounded in number and rate, and go to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,12 +35,13 @@ import pytest
 from .conftest import Render
 from .containers import base_image, build, eventually
 from .matrix import full_variant
-from .test_update import edit
+from .repos import EXPAND, edit
 
 pytestmark = pytest.mark.e2e
 
 API_KEY = secrets.token_hex(32)
 REPOSITORY = "slipway-e2e/my-service"
+RESULTS = Path(__file__).resolve().parents[1] / "build" / "e2e-results.json"
 MAX_REQUESTS = 40_000
 # Below the per-client rate limit of deploy/vm/nginx/api.conf (20 requests a second).
 PAUSE = 0.125  # seconds between requests, per thread
@@ -184,29 +188,121 @@ def install_certificate(
         helper.remove(force=True)
 
 
-def variant_of(project: Path, destination: Path, change: str) -> Path:
-    """A copy of the project with one change: "v2" (a new version) or "v3" (a broken liveness)."""
-    shutil.copytree(project, destination, ignore=shutil.ignore_patterns(".nox", "__pycache__"))
-    if change == "v2":
-        edit(destination / "pyproject.toml", 'version = "0.1.0"', 'version = "0.2.0"')
-        subprocess.run(["uv", "lock", "--quiet"], cwd=destination, check=True)
-    else:
-        edit(
-            destination / "src/my_service/api/health.py",
-            '    return Health(status="ok")',
-            '    raise RuntimeError("this release is broken")',
+def releases(project: Path, directory: Path) -> dict[str, Path]:
+    """The project at v1, and copies of it at v2 (adds a column), v3, and v4 (never healthy)."""
+
+    def copy(source: Path, version: str) -> Path:
+        destination = directory / version
+        shutil.copytree(source, destination, ignore=shutil.ignore_patterns(".nox", "__pycache__"))
+        return destination
+
+    v2 = copy(project, "v2")
+    (v2 / "src/my_service/migrations/versions/0002_summary.py").write_text(EXPAND)
+    # v2's code reads the new column: it fails on the v1 schema, so it must run after migrating.
+    edit(
+        v2 / "src/my_service/models.py",
+        "    content: Mapped[str] = mapped_column(Text)\n",
+        "    content: Mapped[str] = mapped_column(Text)\n"
+        "    summary: Mapped[str | None] = mapped_column(Text, default=None)\n",
+    )
+    v3 = copy(v2, "v3")
+    v4 = copy(v3, "v4")
+    edit(
+        v4 / "src/my_service/api/health.py",
+        '    return Health(status="ok")',
+        '    raise RuntimeError("this release is broken")',
+    )
+    for version, path in (("0.2.0", v2), ("0.3.0", v3), ("0.4.0", v4)):
+        edit(path / "pyproject.toml", 'version = "0.1.0"', f'version = "{version}"')
+        subprocess.run(["uv", "lock", "--quiet"], cwd=path, check=True)
+    return {"v1": project, "v2": v2, "v3": v3, "v4": v4}
+
+
+def kill_points(output: str) -> list[int]:
+    """Where to kill a deploy (before its Nth command): as each step starts, and before every
+    command of the switch to the new colour and of what follows it."""
+    points, count, switching, step_started = [], 0, False, False
+    for line in output.splitlines():
+        if re.match(r"\[\d+\] ", line):
+            step_started = True
+            switching = switching or "Send traffic" in line
+        elif line.startswith("    $ "):
+            count += 1
+            if step_started or switching:
+                points.append(count)
+            step_started = False
+    return points
+
+
+@dataclass
+class Stack:
+    """The vm variant's compose project on this machine, released by its own engine."""
+
+    project: Path
+    directory: Path
+    env: dict[str, str]
+    traffic: Traffic
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def start(self, action: str, *args: str) -> subprocess.Popen[str]:
+        """Start the engine `nox -s deploy|rollback -- production ARGS` runs, in its own group."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "scripts.deploy", action, "production", *args],
+            cwd=self.project,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
-    return destination
+
+    def release(self, action: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a deploy or rollback to the end."""
+        process = self.start(action, *args)
+        output, _ = process.communicate(timeout=600)
+        print(output[-2500:])
+        return subprocess.CompletedProcess(process.args, process.returncode, output, "")
+
+    def killed(self, action: str, *args: str, before_command: int) -> str:
+        """Run a release and kill it, with everything it started, as it starts a command."""
+        print(f"  killing {action} {' '.join(args)} before command {before_command}")
+        process = self.start(action, *args)
+        assert process.stdout is not None
+        seen, output = 0, []
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("    $ "):
+                seen += 1
+                if seen == before_command:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    break
+        process.wait(timeout=60)
+        process.stdout.close()
+        assert seen == before_command, "".join(output)
+        return "".join(output)
+
+    def serving(self) -> str:
+        """The release label the API reports through nginx."""
+        status, body = self.traffic.call("GET", "/version")
+        assert status == 200, body
+        return str(body["image_tag"])
+
+    def history(self) -> list[dict[str, Any]]:
+        lines = (self.directory / "releases.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def phase(self, scenario: str) -> Phase:
+        phase = self.traffic.end_phase(scenario)
+        self.results.append(
+            {"scenario": scenario, "requests": phase.requests, "failed": len(phase.failures)}
+        )
+        return phase
 
 
-def test_blue_green_releases_under_load(render: Render, tmp_path: Path) -> None:
+def test_releases_under_load(render: Render, tmp_path: Path) -> None:
     project = render(full_variant("vm"))
     client = docker.from_env()
-    versions = {
-        "v1": project,
-        "v2": variant_of(project, tmp_path / "v2", "v2"),
-        "v3": variant_of(project, tmp_path / "v3", "v3"),
-    }
+    versions = releases(project, tmp_path)
     for version, source in versions.items():
         built = build(
             source,
@@ -245,51 +341,100 @@ def test_blue_green_releases_under_load(render: Render, tmp_path: Path) -> None:
         # The certificate is the test's own; the bootstrap only checks that it exists.
         "CERTBOT_IMAGE": base_image("NGINX_IMAGE", project / "deploy/vm"),
         "DOCKER_CONFIG": str(plugins.parent),
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     install_certificate(client, name, key, cert, env["NGINX_IMAGE"])
-    traffic = Traffic(https_port, ssl.create_default_context(cafile=str(cert)))
+    stack = Stack(
+        project, host_dir, env, Traffic(https_port, ssl.create_default_context(cafile=str(cert)))
+    )
+    traffic = stack.traffic
 
-    def release(*args: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "nox", "-s", *args],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
+    def worker_image() -> str:
+        [worker] = client.containers.list(
+            filters={
+                "label": [f"com.docker.compose.project={name}", "com.docker.compose.service=worker"]
+            }
         )
-        print(result.stdout[-3000:])
-        return result
-
-    def live_version() -> str:
-        return traffic.call("GET", "/version")[1]["version"]
+        return str(worker.attrs["Config"]["Image"])
 
     try:
-        first = release("deploy", "--", "production", "--version", "v1")
-        assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
-        assert live_version() == "0.1.0"
+        first = stack.release("deploy", "--version", "v1")
+        assert first.returncode == 0, first.stdout[-6000:]
+        assert stack.serving() == "v1"
         rows = [
             traffic.call("POST", "/documents", {"title": f"row {n}", "content": "kept"})[1]["id"]
             for n in range(20)
         ]
-
         traffic.start()
         time.sleep(2)
-        traffic.end_phase("v1 serving")
+        assert stack.phase("v1 serving").failures == []
 
-        second = release("deploy", "--", "production", "--version", "v2")
-        assert second.returncode == 0, second.stdout[-6000:]
-        assert live_version() == "0.2.0"
-        assert traffic.end_phase("deploy v2 (blue-green switch)").failures == []
+        # Rollback across a migration, and rollbacks that walk back.
+        assert stack.release("deploy", "--version", "v2").returncode == 0
+        assert stack.serving() == "v2"
+        assert stack.phase("deploy v2 (adds a column)").failures == []
+        assert stack.release("deploy", "--version", "v3").returncode == 0
+        assert stack.serving() == "v3"
+        assert stack.phase("deploy v3").failures == []
+        for expected in ("v2", "v1"):
+            back = stack.release("rollback")
+            assert back.returncode == 0, back.stdout[-6000:]
+            assert stack.serving() == expected
+            assert worker_image() == f"{REPOSITORY}:{expected}"
+        # v1 reads and writes under load on the schema v2 left (the load keeps creating rows).
+        assert stack.phase("two rollbacks: v3 -> v2 -> v1 (on v2's schema)").failures == []
+        third = stack.release("rollback")
+        assert third.returncode != 0
+        assert "there is no earlier release to roll back to" in third.stdout
+        assert stack.serving() == "v1"
+        assert stack.phase("third rollback refused").failures == []
+        again = stack.release("deploy", "--version", "v3")
+        assert again.returncode == 0, again.stdout[-6000:]
+        assert stack.serving() == "v3"
+        assert stack.phase("deploy v3 on the migrated schema").failures == []
 
-        broken = release("deploy", "--", "production", "--version", "v3")
+        # A release whose API never becomes healthy: the worker goes back, v3 serves everywhere.
+        broken = stack.release("deploy", "--version", "v4")
         assert broken.returncode != 0
-        assert live_version() == "0.2.0"
-        assert traffic.end_phase("deploy v3 (never healthy: refused)").failures == []
+        assert "v3 serves as before" in broken.stdout
+        assert stack.serving() == "v3"
+        assert worker_image() == f"{REPOSITORY}:v3"
+        assert stack.history()[-1]["version"] == "v3"
+        assert (
+            stack.phase("deploy v4, never healthy: worker put back, v3 everywhere").failures == []
+        )
 
-        back = release("rollback", "--", "production")
-        assert back.returncode == 0, back.stdout[-6000:]
-        assert live_version() == "0.1.0"
-        assert traffic.end_phase("rollback to v1").failures == []
+        # Two deploys at once: the second refuses, naming the first; the first completes.
+        first_deploy = stack.start("deploy", "--version", "v2")
+        assert first_deploy.stdout is not None
+        for line in first_deploy.stdout:
+            if line.startswith("[2]"):
+                break
+        second = stack.release("deploy", "--version", "v1")
+        assert second.returncode != 0
+        assert "production is being released by" in second.stdout
+        assert f"(pid {first_deploy.pid}), deploy of v2" in second.stdout
+        rest, _ = first_deploy.communicate(timeout=600)
+        assert first_deploy.returncode == 0, rest[-6000:]
+        assert stack.serving() == "v2"
+        assert stack.phase("two deploys at once: one refused, one released").failures == []
+
+        # A deploy killed at each of its steps, and between the commands that switch traffic,
+        # then run again.
+        rehearsal = stack.release("deploy", "--version", "v3")
+        assert rehearsal.returncode == 0
+        assert stack.phase("deploy v3").failures == []
+        version = "v2"
+        points = kill_points(rehearsal.stdout)
+        for nth in points:
+            stack.killed("deploy", "--version", version, before_command=nth)
+            again = stack.release("deploy", "--version", version)
+            assert again.returncode == 0, f"killed before command {nth}:\n{again.stdout[-6000:]}"
+            assert stack.serving() == version, f"killed before command {nth}"
+            assert stack.history()[-1]["version"] == version
+            version = "v3" if version == "v2" else "v2"
+        scenario = f"deploys killed at {len(points)} points (commands {points}), then run again"
+        assert stack.phase(scenario).failures == []
         traffic.stop()
 
         stored: set[str] = set()
@@ -317,6 +462,8 @@ def test_blue_green_releases_under_load(render: Render, tmp_path: Path) -> None:
         print(f"  {live.name} crashed: serving again after {time.monotonic() - started:.1f}s")
     finally:
         traffic.stop()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(stack.results, indent=2) + "\n")
         subprocess.run(
             [
                 "docker",
@@ -340,3 +487,4 @@ def test_blue_green_releases_under_load(render: Render, tmp_path: Path) -> None:
             volume.remove(force=True)
         for version in versions:
             client.images.remove(f"{REPOSITORY}:{version}", force=True)
+    assert [r for r in stack.results if r["failed"]] == []
