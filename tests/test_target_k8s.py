@@ -1,19 +1,17 @@
-"""The k8s target: release plans, what a release does against a fake cluster, and the manifests.
+"""The k8s target: release plans, releases against the shared fake cluster, and the manifests.
 
-The fast tier reads dry-run plans and runs real releases against a fake `kubectl` that records
-every call (and can fail one). The validate tier builds every variant's overlays with the real
-kustomize, through the deploy's own code, and checks what it would apply: kubernetes-validate,
-checkov, the restricted Pod Security Standard, probes, resources and the migration Job.
+The fast tier reads dry-run plans and runs real releases against tests/fakes/k8s.py, a stateful
+cluster whose manifests the real kustomize builds. The validate tier releases every variant to
+that cluster and checks the objects it then holds: kubernetes-validate, checkov, the restricted
+Pod Security Standard, probes, resources, the migration Job and the release's labels.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
-import os
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,109 +23,21 @@ import pytest
 import yaml
 
 from .conftest import Render
-from .deploy import BARE_ENV, commands, dry_run, nox
+from .deploy import commands, dry_run, nox
+from .fakes import Fakes, artifact, k8s
 from .matrix import Variant, full_variant, variants_of
 
-SLUG = "my-service"
-IMAGE = "ghcr.io/your-org/my-service"
+SLUG = k8s.SLUG
+IMAGE = k8s.IMAGE
 DOMAIN = "api.example.com"
 ENVIRONMENTS = ["staging", "production"]
 HOSTS = {"staging": f"staging.{DOMAIN}", "production": DOMAIN}
 VARIANTS = variants_of("k8s")
 FULL = full_variant("k8s")
-SECRETS = {
-    "DATABASE_URL": "postgresql://app:pw@db.example.com:5432/app?sslmode=require",
-    "REDIS_URL": "rediss://default:pw@redis.example.com:6379/0",
-    "API_KEY": "k" * 40,
-}
+VERSION_LABEL = "app.kubernetes.io/version"
 
 variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
 environments = pytest.mark.parametrize("environment", ENVIRONMENTS)
-
-# Stands in for kubectl, docker and kind, by the name it is called with: it appends each call to
-# $FAKE_LOG, fails a call that contains $FAKE_FAIL, and answers what a release reads. `kubectl
-# kustomize` runs $FAKE_KUSTOMIZE (the real kubectl) when set; `kubectl apply --filename` copies
-# the file into $FAKE_CAPTURE; `kubectl port-forward` serves the readiness path.
-FAKE = """\
-import json, os, pathlib, shutil, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-tool, args = pathlib.Path(sys.argv[0]).name, sys.argv[1:]
-with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(json.dumps([tool, *args]) + "\\n")
-if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in " ".join([tool, *args]):
-    sys.exit(1)
-if tool != "kubectl":
-    sys.exit(0)
-options = dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
-if args[:2] == ["config", "current-context"]:
-    print(os.environ.get("FAKE_CONTEXT", "fake-cluster"))
-elif args[:1] == ["kustomize"]:
-    release = pathlib.Path(args[1])
-    shutil.copytree(release.parent, os.environ["FAKE_CAPTURE"] + "/tree", dirs_exist_ok=True)
-    if os.environ.get("FAKE_KUSTOMIZE"):
-        os.execv(os.environ["FAKE_KUSTOMIZE"], ["kubectl", *args])
-    pathlib.Path(options["output"]).write_text("")
-elif args[:1] == ["apply"] and "filename" in options:
-    shutil.copy(options["filename"], os.environ["FAKE_CAPTURE"] + "/manifests.yaml")
-elif args[:2] == ["get", "replicasets"]:
-    print(pathlib.Path(os.environ["FAKE_REPLICASETS"]).read_text())
-elif args[:1] == ["port-forward"]:
-    class Ready(BaseHTTPRequestHandler):
-        def do_GET(self):
-            found = self.path == "/health/ready"
-            body = json.dumps({"status": "ready"} if found else {"detail": "Not Found"}).encode()
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-    HTTPServer(("127.0.0.1", int(args[-1].split(":")[0])), Ready).serve_forever()
-"""
-
-
-@dataclass
-class Cluster:
-    """A fake cluster: the directory of the fake tools, their call log, what they captured."""
-
-    root: Path
-
-    @property
-    def bin(self) -> Path:
-        return self.root / "bin"
-
-    @property
-    def capture(self) -> Path:
-        return self.root / "capture"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a release that only reaches this cluster."""
-        return {
-            "PATH": os.pathsep.join([str(self.bin), BARE_ENV["PATH"]]),
-            "FAKE_LOG": str(self.root / "calls.jsonl"),
-            "FAKE_CAPTURE": str(self.capture),
-            "KUBECONFIG": str(self.root / "kubeconfig"),
-            **extra,
-        }
-
-    def calls(self, tool: str = "kubectl") -> list[list[str]]:
-        """The arguments of every call of `tool`, in order."""
-        log = self.root / "calls.jsonl"
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [call[1:] for call in map(json.loads, lines) if call[0] == tool]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Cluster:
-    """Fake kubectl, docker and kind on a PATH of their own."""
-    fake = Cluster(tmp_path / "cluster")
-    fake.bin.mkdir(parents=True)
-    fake.capture.mkdir()
-    for tool in ("kubectl", "docker", "kind"):
-        script = fake.bin / tool
-        script.write_text(f"#!{sys.executable}\n{FAKE}")
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return fake
 
 
 def argv(plan: str) -> list[list[str]]:
@@ -137,7 +47,9 @@ def argv(plan: str) -> list[list[str]]:
 
 def position(calls: list[list[str]], *words: str) -> int:
     """The index of the first call that has every one of `words` among its arguments."""
-    return next(i for i, call in enumerate(calls) if all(word in call for word in words))
+    found = [i for i, call in enumerate(calls) if all(word in call for word in words)]
+    assert found, f"no call has {words}:\n" + "\n".join(map(shlex.join, calls))
+    return found[0]
 
 
 def matching(calls: list[list[str]], *words: str) -> list[list[str]]:
@@ -145,212 +57,451 @@ def matching(calls: list[list[str]], *words: str) -> list[list[str]]:
     return [call for call in calls if all(word in call for word in words)]
 
 
-def deployments(variant: Variant) -> list[str]:
-    """The Deployments of a variant, in rollout order."""
-    return [f"{SLUG}-api"] + ([f"{SLUG}-worker"] if variant.features.worker else [])
+def components(variant: Variant) -> list[str]:
+    """The components of a variant, in the order a release switches them."""
+    return (["worker"] if variant.features.worker else []) + ["api"]
 
 
-# Fast tier: plans.
+def namespace(environment: str) -> str:
+    return f"--namespace={SLUG}-{environment}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast tier: plans
 
 
 @environments
-def test_deploy_plan_migrates_before_rolling_out(render: Render, environment: str) -> None:
+def test_deploy_plan_builds_locks_migrates_then_rolls_out_worker_first(
+    render: Render, environment: str
+) -> None:
     plan = dry_run(render(FULL), "deploy", environment, "--version", "v1.2.3")
     calls = argv(plan)
-    namespace = f"--namespace={SLUG}-{environment}"
+    where = namespace(environment)
     job = f"{SLUG}-migrate-v1-2-3"
-    build = position(calls, "kustomize")
-    needs = position(
-        calls, "apply", "--selector=app.kubernetes.io/component notin (api,worker,migrate)"
-    )
-    run_job = position(calls, "apply", "--selector=app.kubernetes.io/component=migrate")
-    waits = [
-        position(calls, "wait", f"job/{job}", namespace, condition)
-        for condition in (
-            "--for=jsonpath={.status.conditions[0].status}=True",
-            "--for=condition=Complete",
-        )
+    order = [
+        position(calls, "kustomize", f"deploy/k8s/overlays/{environment}"),
+        position(calls, "config", "current-context"),
+        position(calls, "version"),
+        position(calls, "create", "--filename=-", where),
+        position(calls, "get", "configmap", f"{SLUG}-releases", where),
+        position(
+            calls,
+            "apply",
+            "--filename=-",
+            "--selector=app.kubernetes.io/component notin (api,worker,migrate)",
+        ),
+        position(calls, "delete", "job", job, where, "--ignore-not-found"),
+        position(calls, "apply", "--selector=app.kubernetes.io/component=migrate"),
+        position(calls, "wait", f"job/{job}", "--for=jsonpath={.status.conditions[0].status}=True"),
+        position(calls, "logs", f"--selector=batch.kubernetes.io/job-name={job}"),
+        position(calls, "wait", f"job/{job}", "--for=condition=Complete"),
+        position(calls, "apply", "--selector=app.kubernetes.io/component=worker"),
+        position(calls, "rollout", "status", f"deployment/{SLUG}-worker", where),
+        position(calls, "apply", "--selector=app.kubernetes.io/component=api"),
+        position(calls, "rollout", "status", f"deployment/{SLUG}-api", where),
     ]
-    roll_out = position(calls, "apply", "--selector=app.kubernetes.io/component in (api,worker)")
-    statuses = [
-        position(calls, "rollout", "status", f"deployment/{name}", namespace)
-        for name in deployments(FULL)
-    ]
-    assert calls[0] == ["kubectl", "config", "current-context"]
-    assert build < needs < run_job < waits[0] < waits[1] < roll_out < statuses[0] < statuses[1]
-    assert position(calls, "delete", "job", job, namespace, "--ignore-not-found") < run_job
-    assert waits[0] < position(calls, "logs", f"--selector=batch.kubernetes.io/job-name={job}")
+    assert order == sorted(order)
+    assert [call[:2] for call in calls].count(["kubectl", "kustomize"]) == 2
+    # The history records the release once every component serves it; then the Lease goes.
+    record, unlock = calls[-2:]
+    assert record[:3] == ["kubectl", "apply", "--server-side"]
+    assert record[-1] == "--filename=-"
+    assert unlock[:4] == ["kubectl", "delete", "lease", f"{SLUG}-release"]
     assert matching(calls, "rollout", "undo") == []
-    # The release's image tag reaches the cluster through the kustomization the plan shows.
-    assert f"- ../overlays/{environment}" in plan
+    assert matching(calls, "patch") == []
+    # The release's kustomization: image tag, migration Job and version label, on the overlay.
+    assert "- overlay.yaml" in plan
     assert f"- name: {IMAGE}" in plan
     assert 'newTag: "v1.2.3"' in plan
     assert f"value: {job}" in plan
+    assert f'{VERSION_LABEL}: "v1.2.3"' in plan
+    assert "checksum/secrets: <sha256 of the values>" in plan
+    assert "needs: DATABASE_URL set, REDIS_URL set, API_KEY set" in plan
 
 
 @variants
-def test_deploy_plan_rolls_out_the_variants_deployments(render: Render, variant: Variant) -> None:
+def test_deploy_plan_rolls_out_the_variants_components(render: Render, variant: Variant) -> None:
     calls = argv(dry_run(render(variant), "deploy", "production", "--version", "sha-abc1234"))
     rolled = [call[3] for call in matching(calls, "rollout", "status")]
-    assert rolled == [f"deployment/{name}" for name in deployments(variant)]
-    assert matching(calls, "wait", f"job/{SLUG}-migrate-sha-abc1234")
+    assert rolled == [f"deployment/{SLUG}-{component}" for component in components(variant)]
+    applied = [call[-1] for call in matching(calls, "apply") if "component=" in call[-1]]
+    assert applied == [
+        f"--selector=app.kubernetes.io/component={c}" for c in ["migrate", *components(variant)]
+    ]
 
 
 @environments
-def test_rollback_plan_undoes_then_waits(render: Render, environment: str) -> None:
-    calls = argv(dry_run(render(FULL), "rollback", environment))
-    namespace = f"--namespace={SLUG}-{environment}"
-    undone = [
-        position(calls, "undo", f"deployment/{name}", namespace) for name in deployments(FULL)
-    ]
-    waited = [
-        position(calls, "status", f"deployment/{name}", namespace) for name in deployments(FULL)
-    ]
-    assert max(undone) < min(waited)
-    assert not any(arg.startswith("--to-revision") for call in calls for arg in call)
-    assert matching(calls, "apply") == []
-
-
-def test_rollback_plan_to_a_version_looks_up_its_revisions(render: Render) -> None:
-    plan = dry_run(render(FULL), "rollback", "production", "1.4.0")
+def test_rollback_plan_switches_images_worker_first_and_nothing_else(
+    render: Render, environment: str
+) -> None:
+    plan = dry_run(render(FULL), "rollback", environment)
     calls = argv(plan)
-    lookup = position(calls, "get", "replicasets", f"--namespace={SLUG}-production")
-    undo = position(calls, "undo", f"deployment/{SLUG}-api", "--to-revision=REVISION")
-    assert lookup < undo < position(calls, "status", f"deployment/{SLUG}-api")
-    assert f"Find the revisions that ran {IMAGE}:1.4.0" in plan
-
-
-def test_deploy_refuses_a_version_that_is_no_image_tag(render: Render) -> None:
-    result = nox(render(FULL), "deploy", "staging", "--version", "v1/2", "--dry-run")
-    assert result.returncode != 0
-    assert "deploy failed: 'v1/2' is not an image tag" in result.stdout
-
-
-# Fast tier: real releases against the fake cluster.
-
-
-def release(project: Path, cluster: Cluster, *posargs: str, **env: str) -> str:
-    """Run a real deploy or rollback against the fake cluster; return what it printed."""
-    # nox relays the session's output, stderr included, on its stdout
-    return nox(project, *posargs, env=cluster.env(**SECRETS, **env)).stdout
-
-
-def test_deploy_builds_the_release_from_a_copy_and_cleans_up(
-    render: Render, cluster: Cluster
-) -> None:
-    project = render(FULL)
-    output = release(project, cluster, "deploy", "staging", "--version", "v2.0.0")
-    assert "\ndeploy of staging done.\n" in output, output
-    tree = cluster.capture / "tree"
-    assert (tree / "base" / "secret.env").read_text() == "".join(
-        f"{key}={value}\n" for key, value in SECRETS.items()
-    )
-    assert stat.S_IMODE((tree / "base" / "secret.env").stat().st_mode) == 0o600
-    assert 'newTag: "v2.0.0"' in (tree / "release" / "kustomization.yaml").read_text()
-    build = next(call for call in cluster.calls() if call[0] == "kustomize")
-    assert not Path(build[1]).exists(), "the release's scratch copy outlived the deploy"
-    assert not (project / "deploy/k8s/base/secret.env").exists()
-    for secret in SECRETS.values():
-        assert secret not in output
-
-
-def test_a_failed_migration_stops_the_deploy_before_the_rollout(
-    render: Render, cluster: Cluster
-) -> None:
-    output = release(
-        render(FULL),
-        cluster,
-        "deploy",
-        "production",
-        "--version",
-        "v2.0.0",
-        FAKE_FAIL="--for=condition=Complete",
-    )
-    calls = cluster.calls()
-    failure = f"deploy failed: the migration Job {SLUG}-migrate-v2-0-0 failed (its log is above)"
-    assert failure in output
-    logs = position(calls, "logs", f"--selector=batch.kubernetes.io/job-name={SLUG}-migrate-v2-0-0")
-    assert logs < position(calls, "wait", "--for=condition=Complete")
-    assert matching(calls, "--selector=app.kubernetes.io/component in (api,worker)") == []
-    assert matching(calls, "rollout") == []
-
-
-def test_a_failed_rollout_is_undone(render: Render, cluster: Cluster) -> None:
-    output = release(
-        render(FULL),
-        cluster,
-        "deploy",
-        "production",
-        "--version",
-        "v2.0.0",
-        FAKE_FAIL=f"rollout status deployment/{SLUG}-api",
-    )
-    calls = cluster.calls()
-    assert "deploy failed: the new pods did not become ready" in output
-    failed = position(calls, "rollout", "status", f"deployment/{SLUG}-api")
-    listed = position(calls, "get", "pods")
-    undone = [
-        position(calls, "rollout", "undo", f"deployment/{name}") for name in deployments(FULL)
+    where = namespace(environment)
+    order = [
+        position(calls, "create", "--filename=-", where),
+        position(calls, "get", "configmap", f"{SLUG}-releases", where),
+        position(calls, "patch", f"deployment/{SLUG}-worker", where),
+        position(calls, "rollout", "status", f"deployment/{SLUG}-worker", where),
+        position(calls, "patch", f"deployment/{SLUG}-api", where),
+        position(calls, "rollout", "status", f"deployment/{SLUG}-api", where),
+        position(calls, "apply", "--filename=-"),
+        position(calls, "delete", "lease", f"{SLUG}-release", where),
     ]
-    assert failed < listed < min(undone)
+    assert order == sorted(order)
+    for component in components(FULL):
+        [patch] = matching(calls, "patch", f"deployment/{SLUG}-{component}")
+        change = json.loads(patch[-1].removeprefix("--patch="))
+        labels = {VERSION_LABEL: "<previous release>"}
+        container = {"name": component, "image": f"{IMAGE}:<previous release>"}
+        assert change == {
+            "metadata": {"labels": labels},
+            "spec": {
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}
+            },
+        }
+    # No undo (it toggles between two revisions), no migration, no configuration, no Secret.
+    assert matching(calls, "rollout", "undo") == []
+    assert matching(calls, "kustomize") == []
+    assert len(matching(calls, "apply")) == 1
 
 
-def replica_set(deployment: str, revision: int, tag: str) -> dict[str, Any]:
-    """A ReplicaSet as `kubectl get replicasets --output=json` lists it."""
-    return {
-        "metadata": {
-            "name": f"{deployment}-{revision}",
-            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
-            "ownerReferences": [{"kind": "Deployment", "name": deployment}],
-        },
-        "spec": {"template": {"spec": {"containers": [{"image": f"{IMAGE}:{tag}"}]}}},
-    }
+def test_rollback_plan_to_a_version_switches_to_its_images(render: Render) -> None:
+    calls = argv(dry_run(render(FULL), "rollback", "production", "1.4.0"))
+    patches = [call[-1] for call in matching(calls, "patch")]
+    assert [f"{IMAGE}:1.4.0" in patch for patch in patches] == [True, True]
+
+
+@pytest.mark.parametrize("version", ["v1/2", "v1-", "v" * 64])
+def test_deploy_refuses_a_version_that_is_no_image_tag(render: Render, version: str) -> None:
+    result = nox(render(FULL), "deploy", "staging", "--version", version, "--dry-run")
+    assert result.returncode != 0
+    assert f"deploy failed: {version!r} is not an image tag" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast tier: releases against the fake cluster
+
+
+@dataclass
+class Cluster:
+    """A project and the fake cluster it releases to."""
+
+    fakes: Fakes
+    project: Path
+    env: dict[str, str]
+
+    def release(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run `nox -s deploy|rollback -- ARGS`' engine to the end."""
+        return self.fakes.release(self.project, *args, env={**self.env, **env})
+
+    def deploy(self, version: str, *, publish: bool = True, **env: str) -> str:
+        """Push the version's image, deploy it, and return what the release printed."""
+        if publish:
+            k8s.publish(self.fakes, self.project, version)
+        result = self.release("deploy", "staging", "--version", version, **env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    def state(self) -> dict[str, Any]:
+        return self.fakes.state()
+
+    def calls(self) -> list[list[str]]:
+        """Every kubectl call so far, with `kubectl` first."""
+        return [["kubectl", *call] for call in self.fakes.calls("kubectl")]
+
+    def deployment(self, component: str, environment: str = "staging") -> dict[str, Any]:
+        found = k8s.get(self.state(), f"{SLUG}-{environment}", "Deployment", f"{SLUG}-{component}")
+        assert found is not None
+        return found
+
+    def serving(self, environment: str = "staging") -> dict[str, str | None]:
+        """The version each component serves."""
+        state = self.state()
+        return {
+            component: (
+                k8s.serving(state, f"{SLUG}-{environment}", f"{SLUG}-{component}") or {}
+            ).get("version")
+            for component in components(FULL)
+        }
+
+    def history(self) -> list[tuple[str, str]]:
+        return [(e["action"], e["version"]) for e in k8s.history(self.state(), f"{SLUG}-staging")]
+
+
+def cluster_for(project: Path, root: Path, **setup: str) -> Cluster:
+    fakes = Fakes(root, "k8s", ("kubectl", "docker", "kind"))
+    return Cluster(fakes, project, k8s.setup(fakes, **setup))
 
 
 @pytest.fixture
-def history(cluster: Cluster) -> dict[str, str]:
-    """Revisions in which the api and the worker count differently (the worker changed alone)."""
-    api, worker = f"{SLUG}-api", f"{SLUG}-worker"
-    items = [
-        replica_set(api, 4, "1.3.0"),
-        replica_set(api, 5, "1.4.0"),
-        replica_set(api, 6, "1.5.0"),
-        replica_set(worker, 7, "1.3.0"),
-        replica_set(worker, 8, "1.4.0"),
-        replica_set(worker, 9, "1.4.0"),
-        replica_set(worker, 10, "1.5.0"),
-    ]
-    listing = cluster.root / "replicasets.json"
-    listing.write_text(json.dumps({"items": items}))
-    return {"FAKE_REPLICASETS": str(listing)}
+def cluster(render: Render, tmp_path: Path) -> Cluster:
+    """The full variant and an empty fake cluster."""
+    return cluster_for(render(FULL), tmp_path / "cluster")
 
 
-def test_rollback_to_a_version_finds_each_deployments_revision(
-    render: Render, cluster: Cluster, history: dict[str, str]
+def everywhere(version: str | None) -> dict[str, str | None]:
+    return dict.fromkeys(components(FULL), version)
+
+
+def test_deploys_record_releases_and_label_what_runs(cluster: Cluster) -> None:
+    cluster.deploy("v1")
+    output = cluster.deploy("v2")
+    assert "\ndeploy of staging done.\n" in output
+    assert cluster.serving() == everywhere("v2")
+    [first, second] = k8s.history(cluster.state(), f"{SLUG}-staging")
+    assert (first["number"], first["previous"]) == (1, None)
+    assert (second["action"], second["version"], second["previous"]) == ("deploy", "v2", 1)
+    assert second["artifacts"] == dict.fromkeys(components(FULL), f"{IMAGE}:v2")
+    assert second["revision"] == "0001"
+    for component in components(FULL):
+        deployment = cluster.deployment(component)
+        template = deployment["spec"]["template"]
+        assert deployment["metadata"]["labels"][VERSION_LABEL] == "v2"
+        assert template["metadata"]["labels"][VERSION_LABEL] == "v2"
+        assert template["spec"]["containers"][0]["image"] == f"{IMAGE}:v2"
+    # One release at a time, and no longer than the release.
+    assert k8s.get(cluster.state(), f"{SLUG}-staging", "Lease", f"{SLUG}-release") is None
+
+
+def test_the_release_writes_the_secret_from_the_environment_and_nowhere_else(
+    cluster: Cluster,
 ) -> None:
-    output = release(render(FULL), cluster, "rollback", "production", "1.4.0", **history)
-    assert "\nrollback of production done.\n" in output, output
-    undos = matching(cluster.calls(), "rollout", "undo")
-    assert [call[2:] for call in undos] == [
-        [f"deployment/{SLUG}-api", f"--namespace={SLUG}-production", "--to-revision=5"],
-        [f"deployment/{SLUG}-worker", f"--namespace={SLUG}-production", "--to-revision=9"],
-    ]
+    output = cluster.deploy("v1")
+    state = cluster.state()
+    assert k8s.secret_values(state, f"{SLUG}-staging") == k8s.SECRETS
+    for secret in k8s.SECRETS.values():
+        assert secret not in output
+    # It reached kubectl through its standard input, never through a file.
+    apply = matching(cluster.calls(), "apply", "--filename=-", "--server-side")[0]
+    assert "--selector=app.kubernetes.io/component notin (api,worker,migrate)" in apply
+    builds = matching(cluster.calls(), "kustomize")
+    scratch = Path(builds[-1][2]).parent
+    assert not scratch.exists(), "the release's scratch directory outlived the deploy"
+    assert not list(cluster.project.rglob("secret.env"))
+    checksum = hashlib.sha256(json.dumps(k8s.SECRETS, sort_keys=True).encode()).hexdigest()
+    for component in components(FULL):
+        annotations = cluster.deployment(component)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"checksum/secrets": checksum}
 
 
-def test_rollback_to_an_unknown_version_changes_nothing(
-    render: Render, cluster: Cluster, history: dict[str, str]
+def test_a_rotated_secret_restarts_the_pods_and_a_rollback_keeps_it(cluster: Cluster) -> None:
+    namespace_ = f"{SLUG}-staging"
+    cluster.deploy("v1")
+    before = len(k8s.replica_sets(cluster.state(), namespace_, f"{SLUG}-api"))
+    cluster.deploy("v1", API_KEY="r" * 40)  # the same release, with a new key
+    assert k8s.secret_values(cluster.state(), namespace_)["API_KEY"] == "r" * 40
+    assert len(k8s.replica_sets(cluster.state(), namespace_, f"{SLUG}-api")) == before + 1
+    cluster.deploy("v2", API_KEY="r" * 40)
+    rotated = cluster.deployment("api")["spec"]["template"]["metadata"]["annotations"]
+    back = cluster.release("rollback", "staging")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert cluster.serving() == everywhere("v1")
+    # The rollback changed images, not the Secret nor the pods' checksum of it.
+    assert k8s.secret_values(cluster.state(), namespace_)["API_KEY"] == "r" * 40
+    assert cluster.deployment("api")["spec"]["template"]["metadata"]["annotations"] == rotated
+    assert cluster.history()[-1] == ("rollback", "v1")
+
+
+def test_a_migration_that_fails_stops_the_deploy_before_any_rollout(cluster: Cluster) -> None:
+    cluster.deploy("v1")
+    before = len(cluster.calls())
+    k8s.publish(cluster.fakes, cluster.project, "v2")
+    cluster.fakes.inject("fail", match="--for=condition=Complete", output="condition not met")
+    result = cluster.release("deploy", "staging", "--version", "v2")
+    job = f"{SLUG}-migrate-v2"
+    assert result.returncode == 1
+    assert (
+        f"the migration Job {job} failed (its log is above); v1 serves as before" in result.stderr
+    )
+    calls = cluster.calls()[before:]
+    assert position(calls, "logs", f"--selector=batch.kubernetes.io/job-name={job}") < position(
+        calls, "wait", f"job/{job}", "--for=condition=Complete"
+    )
+    assert matching(calls, "--selector=app.kubernetes.io/component=worker") == []
+    assert cluster.serving() == everywhere("v1")
+    assert cluster.history() == [("deploy", "v1")]
+
+
+def test_a_migration_whose_image_is_missing_never_finishes(cluster: Cluster) -> None:
+    cluster.deploy("v1")
+    result = cluster.release("deploy", "staging", "--version", "v2")  # CI pushed no v2
+    assert (
+        f"the migration Job {SLUG}-migrate-v2 did not finish; v1 serves as before" in result.stderr
+    )
+    assert len(matching(cluster.calls(), "rollout", "status", f"deployment/{SLUG}-worker")) == 1
+    assert cluster.serving() == everywhere("v1")
+
+
+def test_an_api_that_does_not_become_ready_puts_back_the_serving_release(
+    cluster: Cluster,
 ) -> None:
-    output = release(render(FULL), cluster, "rollback", "production", "0.9.0", **history)
-    assert f"rollback failed: no revision of deployment/{SLUG}-api" in output
-    assert matching(cluster.calls(), "rollout") == []
+    cluster.deploy("v1")
+    k8s.publish(cluster.fakes, cluster.project, "v2")
+    cluster.fakes.update(lambda s: k8s.break_deployment(s, f"{SLUG}-staging", f"{SLUG}-api"))
+    result = cluster.release("deploy", "staging", "--version", "v2")
+    assert result.returncode == 1
+    assert (
+        "deploy failed: the api did not become ready with v2 (its pods are listed above); "
+        "v1 serves as before." in result.stderr
+    )
+    assert "CrashLoopBackOff" in result.stdout
+    calls = cluster.calls()
+    failed = position(calls, "rollout", "status", f"deployment/{SLUG}-api")
+    listed = position(calls, "get", "pods")
+    put_back = [
+        position(calls, "patch", f"deployment/{SLUG}-{component}")
+        for component in ("api", "worker")
+    ]
+    assert failed < listed < put_back[0] < put_back[1]
+    assert cluster.serving() == everywhere("v1")
+    for component in components(FULL):
+        deployment = cluster.deployment(component)
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{IMAGE}:v1"
+        assert deployment["metadata"]["labels"][VERSION_LABEL] == "v1"
+        # Going back reused the ReplicaSet that served: no pod of a template never released.
+        sets = k8s.replica_sets(cluster.state(), f"{SLUG}-staging", f"{SLUG}-{component}")
+        assert len(sets) == 2
+        assert sets[-1]["template"]["metadata"]["labels"][VERSION_LABEL] == "v1"
+    assert cluster.history() == [("deploy", "v1")]
+    assert matching(calls, "rollout", "undo") == []
 
 
-def smoke(project: Path, cluster: Cluster, *args: str, **env: str) -> str:
+def test_a_first_release_that_fails_records_nothing(cluster: Cluster) -> None:
+    cluster.fakes.update(
+        lambda s: s["images"].__setitem__(
+            f"{IMAGE}:v1", {**artifact(cluster.project, "v1"), "healthy": False}
+        )
+    )
+    result = cluster.release("deploy", "staging", "--version", "v1")
+    assert result.returncode == 1
+    assert "the worker did not become ready with v1" in result.stderr
+    assert "nothing serves as before" in result.stderr
+    assert matching(cluster.calls(), "rollout", "undo", f"deployment/{SLUG}-worker")
+    assert cluster.history() == []
+
+
+def test_rollbacks_go_to_a_named_release_and_refuse_an_unknown_one(cluster: Cluster) -> None:
+    for version in ("v1", "v2", "v3"):
+        cluster.deploy(version)
+    back = cluster.release("rollback", "staging", "v1")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert cluster.serving() == everywhere("v1")
+    last = k8s.history(cluster.state(), f"{SLUG}-staging")[-1]
+    assert (last["action"], last["restores"], last["previous"]) == ("rollback", 1, 3)
+    assert matching(cluster.calls(), "kustomize")[6:] == []  # a rollback builds nothing
+    patches = len(matching(cluster.calls(), "patch"))
+    unknown = cluster.release("rollback", "staging", "0.9.0")
+    assert unknown.returncode == 1
+    assert "0.9.0 was never released to staging; its history knows v1, v3, v2" in unknown.stderr
+    assert len(matching(cluster.calls(), "patch")) == patches
+
+
+def lease_record(**changes: Any) -> dict[str, Any]:
+    """The Lease another release holds: a live one on another machine, unless changed."""
+    record = {
+        "holder": "ci@elsewhere (pid 1)",
+        "host": "elsewhere",
+        "pid": 1,
+        "action": "deploy",
+        "version": "v9",
+        "since": "2030-01-01T00:00:00+00:00",
+        "expires": "2999-01-01T00:00:00+00:00",
+        **changes,
+    }
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": f"{SLUG}-release",
+            "namespace": f"{SLUG}-staging",
+            "annotations": {f"{SLUG}/holder": json.dumps(record)},
+        },
+        "spec": {"holderIdentity": record["holder"]},
+    }
+
+
+def test_a_release_refuses_while_another_holds_the_lease(cluster: Cluster) -> None:
+    cluster.fakes.update(lambda s: k8s.write(s["k8s"], lease_record()))
+    for args in (("deploy", "staging", "--version", "v1"), ("rollback", "staging")):
+        k8s.publish(cluster.fakes, cluster.project, "v1")
+        result = cluster.release(*args)
+        assert result.returncode == 1
+        assert (
+            "staging is being released by ci@elsewhere (pid 1), deploy of v9 since "
+            "2030-01-01T00:00:00+00:00. One release at a time" in result.stderr
+        )
+    assert matching(cluster.calls(), "apply") == []
+    assert matching(cluster.calls(), "replace") == []
+    lease = k8s.get(cluster.state(), f"{SLUG}-staging", "Lease", f"{SLUG}-release")
+    assert lease is not None
+    assert "ci@elsewhere" in lease["metadata"]["annotations"][f"{SLUG}/holder"]
+
+
+def test_a_lease_nobody_renewed_is_taken_over(cluster: Cluster) -> None:
+    expired = lease_record(expires="2000-01-01T00:00:00+00:00")
+    cluster.fakes.update(lambda s: k8s.write(s["k8s"], expired))
+    output = cluster.deploy("v1")
+    assert "taking over a lease whose release died" in output
+    [replace] = matching(cluster.calls(), "replace", "--filename=-")
+    assert f"--namespace={SLUG}-staging" in replace
+    assert cluster.serving() == everywhere("v1")
+    assert k8s.get(cluster.state(), f"{SLUG}-staging", "Lease", f"{SLUG}-release") is None
+
+
+def with_external_secrets(project: Path, directory: Path) -> Path:
+    """A copy of the project whose staging overlay takes its Secret from External Secrets."""
+    copy = directory / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".nox", ".venv"))
+    overlay = copy / "deploy/k8s/overlays/staging/kustomization.yaml"
+    text = overlay.read_text().replace(
+        "  - ../../components/network-policy\n",
+        "  - ../../components/network-policy\n  - ../../components/external-secrets\n",
+    )
+    overlay.write_text(text)
+    return copy
+
+
+def test_an_overlay_with_external_secrets_leaves_the_secret_to_them(
+    render: Render, tmp_path: Path
+) -> None:
+    cluster = cluster_for(with_external_secrets(render(FULL), tmp_path), tmp_path / "cluster")
+    in_store = {key: f"from the store: {key}" for key in k8s.SECRETS}
+    cluster.fakes.update(lambda s: s["k8s"]["store"].__setitem__(SLUG, in_store))
+    for key in k8s.SECRETS:
+        cluster.env.pop(key)
+    output = cluster.deploy("v1")
+    assert "the overlay's ExternalSecret provides the Secret" in output
+    assert matching(cluster.calls(), "--filename=-", "apply")[:-1] == []  # only the history
+    assert position(cluster.calls(), "wait", f"secret/{SLUG}-secrets", "--for=create") < position(
+        cluster.calls(), "apply", "--selector=app.kubernetes.io/component=migrate"
+    )
+    assert k8s.secret_values(cluster.state(), f"{SLUG}-staging") == in_store
+    assert cluster.serving() == everywhere("v1")
+    template = cluster.deployment("api")["spec"]["template"]["metadata"]
+    assert "annotations" not in template
+
+
+def test_an_external_secret_that_finds_nothing_stops_the_deploy(
+    render: Render, tmp_path: Path
+) -> None:
+    cluster = cluster_for(with_external_secrets(render(FULL), tmp_path), tmp_path / "cluster")
+    k8s.publish(cluster.fakes, cluster.project, "v1")
+    result = cluster.release("deploy", "staging", "--version", "v1")
+    assert result.returncode == 1
+    assert (
+        f"the Secret {SLUG}-secrets does not exist: see why in `kubectl describe externalsecret "
+        f"{SLUG}-secrets --namespace={SLUG}-staging`; nothing serves as before." in result.stderr
+    )
+    assert matching(cluster.calls(), "--selector=app.kubernetes.io/component=migrate") == []
+
+
+def smoke(cluster: Cluster, *args: str, **env: str) -> str:
     """Run the module behind `nox -s k8s-smoke` against the fake cluster."""
     result = subprocess.run(
         [sys.executable, "-m", "scripts.deploy.k8s", *args],
-        cwd=project,
-        env={**BARE_ENV, **cluster.env(**env)},
+        cwd=cluster.project,
+        env={**cluster.fakes.env, **cluster.env, **env},
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
@@ -359,46 +510,50 @@ def smoke(project: Path, cluster: Cluster, *args: str, **env: str) -> str:
 
 
 def test_smoke_deploys_to_a_local_cluster_and_reads_readiness(
-    render: Render, cluster: Cluster
+    render: Render, tmp_path: Path
 ) -> None:
-    project = render(FULL)
-    urls = {key: SECRETS[key] for key in ("DATABASE_URL", "REDIS_URL")}
-    output = smoke(project, cluster, FAKE_CONTEXT="kind-dev", **urls)
+    cluster = cluster_for(render(FULL), tmp_path, context="kind-dev")
+    cluster.env.pop("API_KEY")
+    output = smoke(cluster)
     assert "\nk8s-smoke passed.\n" in output, output
-    [build] = cluster.calls("docker")
-    [load] = cluster.calls("kind")
+    [build] = cluster.fakes.calls("docker")
+    [load] = cluster.fakes.calls("kind")
     tag = build[1].removeprefix("--tag=")
     assert tag.startswith(f"{IMAGE}:smoke-")
-    assert build == ["build", f"--tag={tag}", str(project)]
+    assert build == ["build", f"--tag={tag}", str(cluster.project)]
     assert load == ["load", "docker-image", "--name=dev", tag]
     assert 'answer: {"status": "ready"}' in output
-    assert matching(cluster.calls(), "rollout", "status", f"--namespace={SLUG}-staging")
+    version = tag.rsplit(":", 1)[1]
+    assert cluster.serving() == everywhere(version)
+    # The staging settings refuse a short API key: the smoke test makes a long one.
+    assert len(k8s.secret_values(cluster.state(), f"{SLUG}-staging")["API_KEY"]) == 64
 
 
-def test_smoke_refuses_a_cluster_that_is_not_local(render: Render, cluster: Cluster) -> None:
-    urls = {key: SECRETS[key] for key in ("DATABASE_URL", "REDIS_URL")}
-    output = smoke(render(FULL), cluster, FAKE_CONTEXT="gke_acme_prod", **urls)
+def test_smoke_refuses_a_cluster_that_is_not_local(render: Render, tmp_path: Path) -> None:
+    cluster = cluster_for(render(FULL), tmp_path, context="gke_acme_prod")
+    output = smoke(cluster)
     assert "k8s-smoke failed: kubectl's current context 'gke_acme_prod' is not a local" in output
-    assert cluster.calls("docker") == []
+    assert cluster.fakes.calls("docker") == []
     assert matching(cluster.calls(), "apply") == []
 
 
-def test_smoke_dry_run_prints_the_plan(render: Render, cluster: Cluster) -> None:
-    output = smoke(render(FULL), cluster, "--dry-run")
+def test_smoke_dry_run_prints_the_plan(render: Render, tmp_path: Path) -> None:
+    cluster = cluster_for(render(FULL), tmp_path)
+    output = smoke(cluster, "--dry-run")
     calls = argv(output)
     assert "\nk8s-smoke planned.\n" in output, output
     assert position(calls, "docker", "build") < position(calls, "kustomize")
     assert position(calls, "rollout", "status") < position(calls, "port-forward")
     assert "GET http://127.0.0.1:" in output
-    assert cluster.calls() == []
-    assert cluster.calls("docker") == []
+    assert cluster.fakes.calls() == []
 
 
-# Validate tier: what a release would apply, built by the real kustomize.
+# ---------------------------------------------------------------------------------------------
+# Validate tier: what a release leaves in the cluster, built by the real kustomize
 
 WORKLOADS = {"Deployment", "Job"}
 # Kinds whose schemas come with a CRD, not with Kubernetes.
-CRDS = {("cert-manager.io/v1", "ClusterIssuer")}
+CRDS = {("cert-manager.io/v1", "ClusterIssuer"), ("external-secrets.io/v1", "ExternalSecret")}
 KUBERNETES = "1.33.0"
 
 
@@ -411,7 +566,7 @@ def tool(name: str) -> str:
 
 @dataclass(frozen=True)
 class Release:
-    """The objects one release of a variant applies."""
+    """The objects one release of a variant leaves in its namespace."""
 
     variant: Variant
     environment: str
@@ -436,30 +591,27 @@ def pods(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield workload["metadata"]["name"], workload["spec"]["template"]["spec"]
 
 
+def as_applied(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without what the cluster added to it (its resourceVersion and status)."""
+    metadata = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
+
+
 @pytest.fixture(scope="module")
 def releases(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Releases:
-    """Every variant's release to each environment, as the deploy builds it with kustomize."""
-    kubectl = tool("kubectl")
+    """Every variant's first release to each environment, as the fake cluster then holds it."""
     built = {}
     for variant in VARIANTS:
+        project = render(variant)
+        cluster = cluster_for(project, tmp_path_factory.mktemp(f"{variant.id}-cluster"))
+        k8s.publish(cluster.fakes, project, "v1.2.3")
         for environment in ENVIRONMENTS:
-            fake = Cluster(tmp_path_factory.mktemp(f"{variant.id}-{environment}"))
-            fake.bin.mkdir()
-            fake.capture.mkdir()
-            script = fake.bin / "kubectl"
-            script.write_text(f"#!{sys.executable}\n{FAKE}")
-            script.chmod(0o755)
-            result = nox(
-                render(variant),
-                "deploy",
-                environment,
-                "--version",
-                "v1.2.3",
-                env=fake.env(FAKE_KUSTOMIZE=kubectl, **SECRETS),
-            )
+            result = cluster.release("deploy", environment, "--version", "v1.2.3")
             assert result.returncode == 0, result.stdout + result.stderr
-            file = fake.capture / "manifests.yaml"
-            objects = [o for o in yaml.safe_load_all(file.read_text()) if o]
+            state = cluster.state()
+            objects = [as_applied(o) for o in k8s.objects(state, f"{SLUG}-{environment}")]
+            file = tmp_path_factory.mktemp("applied") / f"{variant.id}-{environment}.yaml"
+            file.write_text(yaml.safe_dump_all(objects))
             built[variant, environment] = Release(variant, environment, file, objects)
     return built
 
@@ -502,24 +654,51 @@ validate_releases = [
 each_release = pytest.mark.parametrize(("variant", "environment"), validate_releases)
 
 
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects kustomize builds from a directory."""
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 @pytest.mark.validate
 @variants
-def test_overlays_and_cluster_setup_build_with_kustomize(
-    render: Render, variant: Variant, tmp_path: Path
+def test_overlays_and_cluster_setup_build_from_a_clean_checkout(
+    render: Render, variant: Variant
 ) -> None:
-    manifests = tmp_path / "k8s"
-    shutil.copytree(render(variant) / "deploy/k8s", manifests)
-    shutil.copy(manifests / "base/secret.env.example", manifests / "base/secret.env")
-    for directory in ("overlays/staging", "overlays/production", "cluster"):
-        result = subprocess.run(
-            [tool("kubectl"), "kustomize", str(manifests / directory)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        kinds = {doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc}
-        assert kinds >= ({"Namespace", "ClusterIssuer"} if directory == "cluster" else WORKLOADS)
+    manifests = render(variant) / "deploy/k8s"
+    assert not (manifests / "base/secret.env").exists()
+    for environment in ENVIRONMENTS:
+        objects = kustomize(manifests / "overlays" / environment)
+        assert {o["kind"] for o in objects} >= WORKLOADS
+        # The pods' Secret comes from the environment or a secret manager, never from git.
+        assert "Secret" not in {o["kind"] for o in objects}
+    cluster = {o["kind"] for o in kustomize(manifests / "cluster")}
+    assert cluster >= {"Namespace", "ClusterIssuer"}
+
+
+@pytest.mark.validate
+def test_the_external_secrets_component_makes_the_pods_secret(
+    render: Render, tmp_path: Path
+) -> None:
+    project = with_external_secrets(render(FULL), tmp_path)
+    objects = kustomize(project / "deploy/k8s/overlays/staging")
+    [external] = [o for o in objects if o["kind"] == "ExternalSecret"]
+    assert external["apiVersion"] == "external-secrets.io/v1"
+    assert external["metadata"]["namespace"] == f"{SLUG}-staging"
+    assert external["spec"]["target"]["name"] == f"{SLUG}-secrets"
+    assert external["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": SLUG}
+    assert external["spec"]["dataFrom"] == [{"extract": {"key": SLUG}}]
+    secret_refs = {
+        source["secretRef"]["name"]
+        for _, pod in pods(objects)
+        for container in pod["containers"]
+        for source in container["envFrom"]
+        if "secretRef" in source
+    }
+    assert secret_refs == {f"{SLUG}-secrets"}
 
 
 @pytest.mark.validate
@@ -527,13 +706,7 @@ def test_overlays_and_cluster_setup_build_with_kustomize(
 def test_cluster_setup_makes_restricted_namespaces(render: Render, variant: Variant) -> None:
     import kubernetes_validate
 
-    output = subprocess.run(
-        [tool("kubectl"), "kustomize", str(render(variant) / "deploy/k8s/cluster")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    objects = [doc for doc in yaml.safe_load_all(output) if doc]
+    objects = kustomize(render(variant) / "deploy/k8s/cluster")
     for doc in objects:
         if (doc["apiVersion"], doc["kind"]) not in CRDS:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
@@ -574,7 +747,7 @@ def test_every_pod_meets_the_restricted_pod_security_standard(
     releases: Releases, variant: Variant, environment: str
 ) -> None:
     found = dict(pods(releases[variant, environment].objects))
-    assert set(found) == {*deployments(variant), f"{SLUG}-migrate-v1-2-3"}
+    assert set(found) == {*(f"{SLUG}-{c}" for c in components(variant)), f"{SLUG}-migrate-v1-2-3"}
     for name, pod in found.items():
         context = pod["securityContext"]
         assert context["runAsNonRoot"] is True, name
@@ -599,11 +772,12 @@ def test_every_container_has_probes_and_resources(
     releases: Releases, variant: Variant, environment: str
 ) -> None:
     built = releases[variant, environment]
+    deployments = {f"{SLUG}-{c}" for c in components(variant)}
     for name, pod in pods(built.objects):
         for container in pod["containers"]:
             for bound in ("requests", "limits"):
                 assert set(container["resources"][bound]) == {"cpu", "memory"}, name
-            if name in deployments(variant):
+            if name in deployments:
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), name
     api = built.one("Deployment", f"{SLUG}-api")["spec"]["template"]["spec"]["containers"][0]
     assert api["ports"] == [{"name": "http", "containerPort": 8000}]
@@ -651,6 +825,26 @@ def test_migration_job_runs_the_releases_image_and_the_images_migration(
 
 
 @each_release
+def test_release_labels_and_records_what_runs(
+    releases: Releases, variant: Variant, environment: str
+) -> None:
+    built = releases[variant, environment]
+    for deployment in built.of("Deployment"):
+        assert deployment["metadata"]["labels"][VERSION_LABEL] == "v1.2.3"
+        assert deployment["spec"]["template"]["metadata"]["labels"][VERSION_LABEL] == "v1.2.3"
+        # Selectors never include the version: a release changes pods, not which pods are whose.
+        assert VERSION_LABEL not in deployment["spec"]["selector"]["matchLabels"]
+    [entry] = [
+        json.loads(line)
+        for line in built.one("ConfigMap", f"{SLUG}-releases")["data"][
+            "releases.jsonl"
+        ].splitlines()
+    ]
+    assert entry["version"] == "v1.2.3"
+    assert entry["artifacts"] == dict.fromkeys(components(variant), f"{IMAGE}:v1.2.3")
+
+
+@each_release
 def test_release_wiring(releases: Releases, variant: Variant, environment: str) -> None:
     built = releases[variant, environment]
     names = {(o["kind"], o["metadata"]["name"]) for o in built.objects}
@@ -682,7 +876,7 @@ def test_release_wiring(releases: Releases, variant: Variant, environment: str) 
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert ("Service", backend["name"]) in names
     # Pods stop within their grace period: preStop sleep, then SHUTDOWN_TIMEOUT_SECONDS.
-    [config] = built.of("ConfigMap")
+    config = built.one("ConfigMap", next(n for k, n in names if n.startswith(f"{SLUG}-config-")))
     assert config["data"]["ENVIRONMENT"] == environment
     shutdown = int(config["data"]["SHUTDOWN_TIMEOUT_SECONDS"])
     for deployment in built.of("Deployment"):
@@ -690,12 +884,10 @@ def test_release_wiring(releases: Releases, variant: Variant, environment: str) 
         pre_stop = [c.get("lifecycle", {}).get("preStop", {}) for c in pod["containers"]]
         sleep = max(hook.get("sleep", {}).get("seconds", 0) for hook in pre_stop)
         assert pod["terminationGracePeriodSeconds"] > sleep + shutdown
-    # The Secret holds exactly the keys of secret.env.example, from the environment.
-    [secret] = built.of("Secret")
+    # The Secret the pods read holds exactly the keys of secret.env.example, from the environment.
+    secret = built.one("Secret", f"{SLUG}-secrets")
     keys = {"DATABASE_URL", "API_KEY"} | ({"REDIS_URL"} if variant.features.redis else set())
-    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
-        key: SECRETS[key] for key in keys
-    }
+    assert set(secret["data"]) == keys
 
 
 @each_release
@@ -725,15 +917,13 @@ def test_network_policies_admit_the_ingress_controller_and_the_managed_services(
 @pytest.mark.validate
 def test_environments_differ_only_where_the_overlays_say(releases: Releases) -> None:
     staging, production = (releases[FULL, environment] for environment in ENVIRONMENTS)
-    assert {
-        (o["kind"], o["metadata"]["name"])
-        for o in staging.objects
-        if o["kind"] not in {"ConfigMap", "Secret"}
-    } == {
-        (o["kind"], o["metadata"]["name"])
-        for o in production.objects
-        if o["kind"] not in {"ConfigMap", "Secret"}
-    }
+
+    def shape(release: Release) -> set[tuple[str, str]]:
+        return {
+            (o["kind"], o["metadata"]["name"]) for o in release.objects if o["kind"] != "ConfigMap"
+        }
+
+    assert shape(staging) == shape(production)
     bounds = {
         release.environment: (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
         for release in (staging, production)

@@ -1,4 +1,5 @@
-"""Files the k8s target adds: the deploy module and the kustomize tree under deploy/k8s."""
+"""Files the k8s target adds: the deploy module, the kustomize tree under deploy/k8s and the
+workflows' kubectl pin."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ COMPONENTS = {
     "components/network-policy/kustomization.yaml",
     "components/network-policy/egress.yaml",
     "components/network-policy/api-ingress.yaml",
+    "components/external-secrets/kustomization.yaml",
+    "components/external-secrets/external-secret.yaml",
 }
 OVERLAYS = {"overlays/staging/kustomization.yaml", "overlays/production/kustomization.yaml"}
 CLUSTER = {
@@ -40,4 +43,5 @@ def files(variant: Variant) -> set[str]:
     manifests = BASE | COMPONENTS | OVERLAYS | CLUSTER
     if variant.features.worker:
         manifests |= WORKER
-    return {"scripts/deploy/k8s.py"} | {f"deploy/k8s/{name}" for name in manifests}
+    tools = {"scripts/deploy/k8s.py", ".github/kubectl.Dockerfile"}
+    return tools | {f"deploy/k8s/{name}" for name in manifests}
