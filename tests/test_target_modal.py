@@ -1,8 +1,9 @@
-"""The modal target: `modal run` migrates, `modal deploy` releases, `modal app rollback` goes back.
+"""The modal target: releases of the Modal app, with their history and lock on a Modal volume.
 
-The fast tier reads the plans and runs real releases against a fake `modal` CLI and a fake web
-endpoint on this machine. The validate tier installs each project the way its Modal image does and
-imports the Modal app module there, without a Modal token.
+The fast tier reads the plans and runs real releases against the stateful fake of Modal
+(tests/fakes/modal.py), whose web endpoints answer from this process. The validate tier installs
+each project the way its Modal image does and imports the Modal app module there, without a Modal
+token.
 """
 
 from __future__ import annotations
@@ -10,31 +11,29 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import Render
-from .deploy import BARE_ENV, commands, dry_run, nox, requests
+from .deploy import commands, dry_run, requests
+from .fakes import modal as fake
 from .matrix import Variant, full_variant, variants_of
+from .test_release_scenarios import Scene, git, scene
 
 ENVIRONMENTS = ["staging", "production"]
 APP = "my-service"
 MODULE = "my_service.modal_app"
-TOKENS = {"MODAL_TOKEN_ID": "ak-test", "MODAL_TOKEN_SECRET": "as-test"}
-# What `modal app history APP --json` prints: newest first.
-HISTORY = [
-    {"version": "v3", "time_deployed": "2026-11-03T10:00:00Z", "tag": "v1.2.0"},
-    {"version": "v2", "time_deployed": "2026-11-02T10:00:00Z", "tag": "v1.1.0"},
-    {"version": "v1", "time_deployed": "2026-11-01T10:00:00Z", "tag": "v1.0.0"},
-]
+VOLUME = "my-service-releases"
+NEEDS = (
+    "needs: `modal` on PATH, `git` on PATH, `uv` on PATH, MODAL_TOKEN_ID set, "
+    "MODAL_TOKEN_SECRET set"
+)
 
 environments = pytest.mark.parametrize("environment", ENVIRONMENTS)
 
@@ -43,206 +42,276 @@ environments = pytest.mark.parametrize("environment", ENVIRONMENTS)
 # Plans
 
 
+def planned(plan: str) -> list[str]:
+    """The commands of a plan, with the temporary files it names as <tmp>/NAME."""
+    temporary = re.compile(re.escape(tempfile.gettempdir()) + r"/\w+/")
+    return [temporary.sub("<tmp>/", command) for command in commands(plan)]
+
+
+def volume(environment: str, command: str, *arguments: str) -> str:
+    return " ".join(["modal", "volume", command, "--env", environment, *arguments])
+
+
+def held(environment: str, *steps: str) -> list[str]:
+    """A release's commands: the lease and the history around `steps`, the record at the end."""
+    return [
+        volume(environment, "create", VOLUME),
+        volume(environment, "put", VOLUME, "<tmp>/lock.json", "lock.json"),
+        volume(environment, "get", VOLUME, "releases.jsonl", "<tmp>/releases.jsonl"),
+        *steps,
+        f"modal app history {APP} --env {environment} --json",
+        f"modal function info {APP}/web --env {environment} --json",
+        volume(environment, "put", "--force", VOLUME, "<tmp>/releases.jsonl", "releases.jsonl"),
+        volume(environment, "rm", VOLUME, "lock.json"),
+    ]
+
+
 @environments
-def test_deploy_migrates_then_deploys_the_tagged_version_then_checks_it(
+def test_deploy_migrates_deploys_the_tagged_version_checks_it_then_records_it(
     render: Render, environment: str
 ) -> None:
     plan = dry_run(render(full_variant("modal")), "deploy", environment, "--version", "v1.2.3")
-    assert "needs: `modal` on PATH, MODAL_TOKEN_ID set, MODAL_TOKEN_SECRET set" in plan
-    assert commands(plan) == [
+    assert NEEDS in plan
+    assert planned(plan) == held(
+        environment,
         f"modal run --env {environment} -m {MODULE}::migrate",
         f"modal deploy --env {environment} --tag v1.2.3 -m {MODULE}",
-        f"modal function info {APP}/web --env {environment} --json",
-    ]
+    )
     assert requests(plan) == [
         "GET $WEB_URL/version  (until it reports image_tag v1.2.3)",
         "GET $WEB_URL/health/ready  (until it answers 200)",
     ]
+    assert "one release at a time: lock.json on the Modal volume my-service-releases" in plan
 
 
 @environments
-def test_rollback_restores_the_previous_deployment(render: Render, environment: str) -> None:
-    plan = dry_run(render(full_variant("modal")), "rollback", environment)
-    assert "Rollbacks are a feature of Modal's Team and Enterprise plans" in plan
-    assert commands(plan) == [
-        f"modal app history {APP} --env {environment} --json",
-        f"modal app rollback {APP} '<the previous deployment>' --env {environment}",
-        f"modal function info {APP}/web --env {environment} --json",
-    ]
-    assert requests(plan) == ["GET $WEB_URL/health/ready  (until it answers 200)"]
-
-
-def test_rollback_to_a_version_checks_that_it_serves_it(render: Render) -> None:
-    plan = dry_run(render(full_variant("modal")), "rollback", "production", "v1.0.0")
-    assert f"modal app rollback {APP} '<the deployment tagged v1.0.0>' --env production" in (
-        commands(plan)
+@pytest.mark.parametrize("version", [None, "v1.0.0"])
+def test_rollback_deploys_the_commit_of_the_release_again_and_never_migrates(
+    render: Render, environment: str, version: str | None
+) -> None:
+    posargs = [version] if version else []
+    plan = dry_run(render(full_variant("modal")), "rollback", environment, *posargs)
+    label = version or "<previous release>"
+    worktree = "build/releases/<its commit>"
+    uv = ["uv", "run", f"--directory={worktree}", "--locked", "--no-dev"]
+    deploy = ["modal", "deploy", "--env", environment, "--tag", label, "-m", MODULE]
+    assert planned(plan) == held(
+        environment,
+        shlex.join(["git", "worktree", "add", "--force", "--detach", worktree, "<its commit>"]),
+        shlex.join([*uv, *deploy]),
+        shlex.join(["git", "worktree", "remove", "--force", worktree]),
     )
-    assert "GET $WEB_URL/version  (until it reports image_tag v1.0.0)" in requests(plan)
+    assert f"GET $WEB_URL/version  (until it reports image_tag {label})" in requests(plan)
 
 
-@pytest.mark.parametrize("variant", variants_of("modal"), ids=lambda variant: variant.id)
-def test_every_variant_deploys_its_own_module(render: Render, variant: Variant) -> None:
-    script = (render(variant) / "scripts/deploy/modal.py").read_text()
+@pytest.mark.parametrize(
+    "variant",
+    [*variants_of("modal"), *(v for v in variants_of("vercel") if v.features.worker)],
+    ids=lambda variant: variant.id,
+)
+def test_every_variant_releases_its_own_app(render: Render, variant: Variant) -> None:
+    script = (render(variant) / "scripts/deploy/modal_releases.py").read_text()
     assert f'APP = "{APP}"\nMODULE = "{MODULE}"\n' in script
 
 
 # ---------------------------------------------------------------------------------------------
-# Real runs, against a fake `modal` and a fake web endpoint
-
-FAKE_MODAL = """\
-#!{python}
-import json, os, sys
-
-args = sys.argv[1:]
-with open(os.environ["FAKE_MODAL_LOG"], "a") as log:
-    seen = {{name: os.environ.get(name) for name in ("IMAGE_TAG", "GIT_SHA")}}
-    log.write(json.dumps({{"args": args, "env": seen}}) + "\\n")
-if args[0] == os.environ.get("FAKE_MODAL_FAIL"):
-    sys.exit(1)
-if args[:2] == ["app", "history"]:
-    print(os.environ["FAKE_MODAL_HISTORY"])
-if args[:2] == ["function", "info"]:
-    print(json.dumps({{"name": "web", "web_info": {{"web_url": os.environ["FAKE_MODAL_URL"]}}}}))
-"""
-
-
-class Endpoint(ThreadingHTTPServer):
-    """The deployed web endpoint: reports `tag` on /version and answers its readiness check."""
-
-    tag = ""
-    paths: list[str]
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Endpoint
-
-    def do_GET(self) -> None:
-        self.server.paths.append(self.path)
-        bodies = {"/version": {"image_tag": self.server.tag}, "/health/ready": {"status": "ready"}}
-        body = json.dumps(bodies.get(self.path, {})).encode()
-        self.send_response(200 if self.path in bodies else 404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        """Keep the test output quiet."""
+# Real releases, against the fake Modal
 
 
 @pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    server = Endpoint(("127.0.0.1", 0), Handler)
-    server.paths = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
+def modal(render: Render, tmp_path: Path) -> Scene:
+    """The fake Modal, and the project's repository: commits v1, v2 (+ a migration) and v3."""
+    return scene(render, "modal", tmp_path)
 
 
-def release(
-    project: Path, tmp_path: Path, endpoint: Endpoint, *args: str, fail: str = ""
-) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-    """Run a nox session with the fake `modal` first on PATH; return it and the CLI calls."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "modal"
-    fake.write_text(FAKE_MODAL.format(python=sys.executable))
-    fake.chmod(0o755)
-    log = tmp_path / "modal.log"
-    log.touch()
-    env = {
-        **TOKENS,
-        "PATH": os.pathsep.join([str(bin_dir), BARE_ENV["PATH"]]),
-        "FAKE_MODAL_LOG": str(log),
-        "FAKE_MODAL_HISTORY": json.dumps(HISTORY),
-        "FAKE_MODAL_URL": f"http://127.0.0.1:{endpoint.server_address[1]}/",
-        "FAKE_MODAL_FAIL": fail,
+def commit(modal: Scene, version: str) -> str:
+    return git(modal.repo.path, "rev-parse", f"{version}^{{commit}}").strip()
+
+
+def deployments(modal: Scene) -> list[dict[str, Any]]:
+    """The app's deployments in staging, oldest first."""
+    app = fake.environment(modal.fakes.state(), "staging")["apps"][APP]
+    found: list[dict[str, Any]] = app["deployments"]
+    return found
+
+
+def history(modal: Scene) -> list[dict[str, Any]]:
+    return fake.TARGET.history(modal.fakes.state())
+
+
+def modal_calls(modal: Scene, since: int) -> list[str]:
+    """The Modal CLI calls (direct, or through `uv run`) made after the first `since` calls."""
+    return [shlex.join(call) for call in modal.fakes.calls()[since:] if call[0] in ("modal", "uv")]
+
+
+def test_deploy_records_the_release_once_the_endpoint_serves_it(modal: Scene) -> None:
+    modal.deploy("v1")
+    before = len(modal.fakes.calls())
+    result = modal.release("deploy", "v2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [call.split()[:3] for call in modal_calls(modal, before)] == [
+        ["modal", "volume", "create"],
+        ["modal", "volume", "put"],
+        ["modal", "volume", "get"],
+        ["modal", "run", "--env"],
+        ["modal", "deploy", "--env"],
+        ["modal", "app", "history"],
+        ["modal", "function", "info"],
+        ["modal", "volume", "put"],
+        ["modal", "volume", "rm"],
+    ]
+    # GET /version reports the label and the commit that the deploy gave the app
+    deployed = deployments(modal)[-1]
+    assert (deployed["tag"], deployed["artifact"]["version"]) == ("v2", "v2")
+    assert deployed["artifact"]["commit"] == commit(modal, "v2")
+    entry = history(modal)[-1]
+    assert {k: entry[k] for k in ("number", "action", "version", "artifacts", "previous")} == {
+        "number": 2,
+        "action": "deploy",
+        "version": "v2",
+        "artifacts": {"app": "v2"},
+        "previous": 1,
     }
-    result = nox(project, *args, env=env)
-    return result, [json.loads(line) for line in log.read_text().splitlines()]
+    assert (entry["revision"], entry["commit"]) == ("0002", commit(modal, "v2"))
+    assert modal.fakes.state()["database"]["revision"] == "0002"
+    assert not fake.TARGET.locked(modal.fakes.state())
 
 
-def checkout(project: Path, tmp_path: Path) -> tuple[Path, str]:
-    """A git checkout of the project, and its commit."""
-    copy = tmp_path / "checkout"
-    shutil.copytree(project, copy)
-    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "Release"]):
-        subprocess.run([*git, *command], cwd=copy, check=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=copy, capture_output=True, text=True, check=True
-    )
-    return copy, commit.stdout.strip()
-
-
-def test_deploy(render: Render, tmp_path: Path, endpoint: Endpoint) -> None:
-    endpoint.tag = "v2.0.0"
-    project, commit = checkout(render(full_variant("modal")), tmp_path)
-    result, calls = release(project, tmp_path, endpoint, "deploy", "staging", "--version", "v2.0.0")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert [call["args"] for call in calls] == [
-        ["run", "--env", "staging", "-m", f"{MODULE}::migrate"],
-        ["deploy", "--env", "staging", "--tag", "v2.0.0", "-m", MODULE],
-        ["function", "info", f"{APP}/web", "--env", "staging", "--json"],
-    ]
-    # GET /version reports what the deploy handed to modal_app.py
-    assert calls[1]["env"] == {"IMAGE_TAG": "v2.0.0", "GIT_SHA": commit}
-    assert endpoint.paths[-2:] == ["/version", "/health/ready"]
-    assert "deploy of staging done." in result.stdout
-
-
-def test_failed_migration_deploys_nothing(
-    render: Render, tmp_path: Path, endpoint: Endpoint
-) -> None:
-    project = render(full_variant("modal"))
-    result, calls = release(
-        project, tmp_path, endpoint, "deploy", "staging", "--version", "v2", fail="run"
-    )
+def test_a_failed_migration_deploys_nothing(modal: Scene) -> None:
+    modal.deploy("v1")
+    modal.fakes.inject("fail", match="::migrate", output="Error: could not connect")
+    result = modal.release("deploy", "v2")
     assert result.returncode != 0
-    assert "deploy failed: `modal run` failed with exit code 1." in result.stdout
-    assert [call["args"][0] for call in calls] == ["run"]
-    assert endpoint.paths == []
+    assert "deploy failed: `modal run` failed with exit code 1." in result.stderr
+    assert [d["tag"] for d in deployments(modal)] == ["v1"]
+    assert modal.recorded() == [("deploy", "v1")]
+    assert not fake.TARGET.locked(modal.fakes.state())
 
 
-@pytest.mark.parametrize(
-    ("posargs", "restored", "tag"),
-    [([], "v2", "v1.1.0"), (["v1.0.0"], "v1", "v1.0.0"), (["v1"], "v1", "v1.0.0")],
-)
-def test_rollback(
-    render: Render,
-    tmp_path: Path,
-    endpoint: Endpoint,
-    posargs: list[str],
-    restored: str,
-    tag: str,
+def test_a_release_the_endpoint_never_serves_is_replaced_by_the_one_before(modal: Scene) -> None:
+    modal.deploy("v1")
+    modal.fakes.update(lambda state: state["modal"].update(broken=["v2"]))
+    modal.env["MODAL_SERVE_TIMEOUT"] = "1"
+    before = len(modal.fakes.calls())
+    result = modal.release("deploy", "v2")
+    assert result.returncode != 0
+    assert result.stderr.rstrip().endswith("did not happen within 1s; v1 serves as before.")
+    worktree = f"build/releases/{commit(modal, 'v1')[:12]}"
+    assert (
+        f"uv run --directory={worktree} --locked --no-dev modal deploy --env staging --tag v1 "
+        f"-m {MODULE}"
+    ) in modal_calls(modal, before)
+    assert [d["tag"] for d in deployments(modal)] == ["v1", "v2", "v1"]
+    assert deployments(modal)[-1]["artifact"]["commit"] == commit(modal, "v1")
+    assert modal.serving() == {"app": "v1"}
+    assert modal.recorded() == [("deploy", "v1")]  # a release that failed is not recorded
+    assert not (modal.repo.path / worktree).exists()
+
+
+def test_a_first_release_that_fails_stops_the_app(modal: Scene) -> None:
+    modal.fakes.update(lambda state: state.setdefault("modal", {}).update(broken=["v1"]))
+    modal.env["MODAL_SERVE_TIMEOUT"] = "1"
+    result = modal.release("deploy", "v1")
+    assert result.returncode != 0
+    assert "nothing serves as before." in result.stderr
+    assert modal.serving() == {"app": None}
+    assert modal.recorded() == []
+
+
+def test_a_first_release_that_fails_leaves_deployments_made_before_releases_were_recorded(
+    modal: Scene,
 ) -> None:
-    endpoint.tag = tag
-    result, calls = release(
-        render(full_variant("modal")), tmp_path, endpoint, "rollback", "production", *posargs
-    )
+    earlier = fake.artifact(modal.repo.checkout("v1"), "0.9")
+    deployment = {"version": 1, "tag": None, "commit": "", "artifact": earlier}
+    deployment |= {"time_deployed": "2026-01-01T10:00:00+00:00", "client": "1.5.0"}
+    deployment |= {"deployed_by": "someone"}
+    app = {"deployments": [deployment], "stopped": False}
+    modal.fakes.update(lambda state: fake.environment(state, "staging")["apps"].update({APP: app}))
+    modal.fakes.update(lambda state: state["modal"].update(broken=["v1"]))
+    modal.env["MODAL_SERVE_TIMEOUT"] = "1"
+    result = modal.release("deploy", "v1")
+    assert result.returncode != 0
+    assert "no release was recorded before; the app runs v2." in result.stderr
+    assert not [call for call in modal.fakes.calls() if call[:3] == ["modal", "app", "stop"]]
+    assert modal.recorded() == []
+
+
+def test_rollback_deploys_the_earlier_commit_again_and_records_it(modal: Scene) -> None:
+    modal.deploy("v1", "v2")
+    before = len(modal.fakes.calls())
+    result = modal.release("rollback")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [call["args"] for call in calls] == [
-        ["app", "history", APP, "--env", "production", "--json"],
-        ["app", "rollback", APP, restored, "--env", "production"],
-        ["function", "info", f"{APP}/web", "--env", "production", "--json"],
-    ]
-    assert endpoint.paths[-2:] == ["/version", "/health/ready"]
+    calls = modal_calls(modal, before)
+    assert not [call for call in calls if " run --env" in call or "app rollback" in call]
+    deployed = deployments(modal)[-1]
+    assert (deployed["tag"], deployed["artifact"]["commit"]) == ("v1", commit(modal, "v1"))
+    assert modal.fakes.state()["database"]["revision"] == "0002"  # kept: v1 runs on it
+    entry = history(modal)[-1]
+    assert {k: entry[k] for k in ("action", "version", "artifacts", "previous", "restores")} == {
+        "action": "rollback",
+        "version": "v1",
+        "artifacts": {"app": "v3"},  # the Modal version the redeploy became
+        "previous": 2,
+        "restores": 1,
+    }
+    assert not fake.TARGET.locked(modal.fakes.state())
 
 
-def test_rollback_to_an_unknown_version_changes_nothing(
-    render: Render, tmp_path: Path, endpoint: Endpoint
-) -> None:
-    result, calls = release(
-        render(full_variant("modal")), tmp_path, endpoint, "rollback", "staging", "v0.9.0"
-    )
+def test_rollback_to_a_release_by_its_label(modal: Scene) -> None:
+    modal.deploy("v1", "v2", "v3")
+    result = modal.release("rollback", "v1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert modal.serving() == {"app": "v1"}
+    assert modal.recorded()[-1] == ("rollback", "v1")
+
+
+def test_rollback_to_a_version_never_released_changes_nothing(modal: Scene) -> None:
+    modal.deploy("v1", "v2")
+    before = len(modal.fakes.calls())
+    result = modal.release("rollback", "v0.9.0")
     assert result.returncode != 0
     assert (
-        f"rollback failed: no deployment of {APP} in the Modal environment staging is tagged "
-        f"v0.9.0; `modal app history {APP} --env staging` lists them." in result.stdout
+        "rollback failed: v0.9.0 was never released to staging; its history knows v2, v1."
+        in result.stderr
     )
-    assert [call["args"][:2] for call in calls] == [["app", "history"]]
+    assert not [call for call in modal_calls(modal, before) if " deploy " in call]
+    assert modal.serving() == {"app": "v2"}
+
+
+def test_a_label_modal_cannot_tag_is_refused_before_anything_changes(modal: Scene) -> None:
+    project = modal.repo.checkout("v1")
+    result = modal.fakes.release(
+        project, "deploy", "staging", "--version", "v1 (beta)", env=modal.env
+    )
+    assert result.returncode != 0
+    assert "'v1 (beta)' is not a Modal deployment tag" in result.stderr
+    assert modal.fakes.calls() == []
+
+
+def test_a_release_under_way_is_named_and_left_alone(modal: Scene) -> None:
+    modal.deploy("v1")
+    lease = {
+        "holder": "ci in https://github.com/acme/svc/actions/runs/42",
+        "host": "runner-7",
+        "pid": 4242,
+        "action": "deploy",
+        "version": "v9",
+        "since": "2026-01-01T10:00:00+00:00",
+        "expires": "2999-01-01T00:00:00+00:00",
+    }
+    modal.fakes.update(
+        lambda state: fake.environment(state, "staging")["volumes"][VOLUME].update(
+            {"lock.json": json.dumps(lease)}
+        )
+    )
+    result = modal.release("deploy", "v2")
+    assert result.returncode != 0
+    assert (
+        "staging is being released by ci in https://github.com/acme/svc/actions/runs/42, deploy "
+        "of v9 since 2026-01-01T10:00:00+00:00." in result.stderr
+    )
+    assert fake.volume_files(modal.fakes.state())["lock.json"] == json.dumps(lease)
+    assert [d["tag"] for d in deployments(modal)] == ["v1"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,5 +8,6 @@ PACKAGE = "src/my_service"
 
 
 def files(variant: Variant) -> set[str]:
-    """The modal deploy files of `variant`: the release script and the Modal app, with its test."""
-    return {"scripts/deploy/modal.py", f"{PACKAGE}/modal_app.py", "tests/test_modal_app.py"}
+    """The modal deploy files of `variant`: the release scripts and the Modal app, with its test."""
+    scripts = {"scripts/deploy/modal.py", "scripts/deploy/modal_releases.py"}
+    return scripts | {f"{PACKAGE}/modal_app.py", "tests/test_modal_app.py"}
