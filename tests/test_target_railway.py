@@ -1,13 +1,17 @@
-"""The railway target: config-as-code per service, `railway up` releases, GraphQL rollbacks."""
+"""The railway target: config as code per service, and releases to a fake Railway.
+
+Dry runs show the plan. Real runs go to tests/fakes/railway.py: a stateful Railway whose
+`railway up` builds what it is given and whose GraphQL API serves from this process.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +19,32 @@ import pytest
 import yaml
 
 from .conftest import Render
-from .deploy import BARE_ENV, commands, dry_run, nox, requests
+from .deploy import dry_run, nox
+from .fakes import Fakes, State
+from .fakes import railway as fake
 from .matrix import QUESTIONS, Variant, variants_of
+from .test_release_scenarios import ENVIRONMENT, Repository, git, make_repository
 
 VARIANTS = variants_of("railway")
 WITH_WORKER = next(v for v in VARIANTS if v.features.worker)
 WITHOUT_WORKER = next(v for v in VARIANTS if not v.features.worker)
 ENVIRONMENTS = ["staging", "production"]
 API_URL = "https://backboard.railway.com/graphql/v2"
-TOKEN = "project-token-0123456789"
+EXPORT = "'<temporary directory>/source'"  # where a dry run exports the commit to
 
 variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+both = pytest.mark.parametrize("variant", [WITH_WORKER, WITHOUT_WORKER], ids=lambda v: v.id)
 environments = pytest.mark.parametrize("environment", ENVIRONMENTS)
 
 
 def services(variant: Variant) -> list[str]:
     """The Railway services a project of `variant` runs, in release order."""
-    return ["api", "worker"] if variant.features.worker else ["api"]
+    return ["worker", "api"] if variant.features.worker else ["api"]
 
 
 def configs(variant: Variant) -> dict[str, str]:
     """Each Railway service and its config-as-code file."""
-    files = {"api": "railway.json", "worker": "railway.worker.json"}
-    return {service: files[service] for service in services(variant)}
+    return {service: fake.CONFIGS[service] for service in services(variant)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,15 +141,27 @@ def test_every_service_builds_the_dockerfile(render: Render, variant: Variant) -
 
 
 @variants
-def test_api_migrates_before_it_serves_and_is_checked_for_readiness(
+def test_every_service_migrates_before_its_new_code_starts(
     render: Render, variant: Variant
 ) -> None:
     project = render(variant)
+    # The first service a release switches migrates; the others find the schema current, and
+    # an older release's migrate (a rollback) keeps a newer schema.
+    for service in services(variant):
+        deploy = read_config(project, service, variant)["deploy"]
+        assert deploy["preDeployCommand"] == ["my-service migrate"], service
+    assert 'add_parser("migrate"' in read(project, "src/my_service/__main__.py")
+
+
+@variants
+def test_api_is_checked_for_readiness(render: Render, variant: Variant) -> None:
+    project = render(variant)
     deploy = read_config(project, "api", variant)["deploy"]
-    assert deploy["preDeployCommand"] == ["alembic upgrade head"]
     assert deploy["healthcheckPath"] == QUESTIONS["ready_path"]["default"]
-    health = (project / "src/my_service/api/health.py").read_text()
-    assert f'READY_PATH = "{deploy["healthcheckPath"]}"' in health
+    # The path is the service's one constant, which the app serves.
+    constant = f'READY_PATH = "{deploy["healthcheckPath"]}"'
+    sources = (project / "src/my_service").rglob("*.py")
+    assert len([source for source in sources if constant in source.read_text()]) == 1
     # The image's default command serves the API: the config does not restate it.
     assert "startCommand" not in deploy
 
@@ -156,9 +175,7 @@ def test_worker_runs_the_worker_command_of_the_image(render: Render) -> None:
     assert default == "serve"
     assert deploy["startCommand"] == f"{program} worker"
     assert 'add_parser("worker"' in read(project, "src/my_service/__main__.py")
-    # One migration per release, and no HTTP endpoint to check.
-    assert "preDeployCommand" not in deploy
-    assert "healthcheckPath" not in deploy
+    assert "healthcheckPath" not in deploy  # no HTTP endpoint to check
 
 
 @variants
@@ -177,310 +194,431 @@ def test_readme_points_the_worker_at_its_config_file(render: Render) -> None:
     assert f"**Railway Config File** to\n   `/{configs(WITH_WORKER)['worker']}`" in readme
 
 
+def test_image_takes_the_labels_a_release_sets(render: Render) -> None:
+    # Railway passes service variables to the build as the Dockerfile's ARGs of the same name.
+    dockerfile = read(render(WITH_WORKER), "Dockerfile")
+    assert re.search(r"^ARG GIT_SHA=", dockerfile, re.M)
+    assert re.search(r"^ARG IMAGE_TAG=", dockerfile, re.M)
+
+
 @variants
-def test_workflows_install_a_pinned_cli_and_pass_the_token(
-    render: Render, variant: Variant
-) -> None:
+def test_workflows_install_the_cli_and_pass_the_token(render: Render, variant: Variant) -> None:
     project = render(variant)
     for workflow in ("deploy", "rollback"):
-        jobs = yaml.safe_load(read(project, f".github/workflows/{workflow}.yml"))["jobs"]
-        steps = jobs[workflow]["steps"]
-        runs = [step["run"] for step in steps if "run" in step]
-        assert any(
-            re.fullmatch(r"npm install --global @railway/cli@\d+\.\d+\.\d+", r) for r in runs
-        )
-        release = next(step for step in steps if "nox -s" in step.get("run", ""))
-        assert release["env"]["RAILWAY_TOKEN"] == "${{ secrets.RAILWAY_TOKEN }}"
+        steps = yaml.safe_load(read(project, f".github/workflows/{workflow}.yml"))["jobs"][
+            workflow
+        ]["steps"]
+        release = next(n for n, step in enumerate(steps) if "nox -s" in step.get("run", ""))
+        install = next(n for n, step in enumerate(steps) if "Railway CLI" in step.get("name", ""))
+        assert install < release
+        assert steps[release]["env"]["RAILWAY_TOKEN"] == "${{ secrets.RAILWAY_TOKEN }}"
 
 
 # ---------------------------------------------------------------------------------------------
 # Dry runs
 
 
-def graphql(plan: str) -> list[dict[str, Any]]:
-    """The GraphQL bodies a plan would POST, in order."""
+def plan_steps(plan: str) -> list[str]:
+    """The commands a plan would run and the GraphQL requests it would send, in order.
+
+    A request reads `graphql OPERATION [SUBJECT]`, as the fake logs it.
+    """
     lines = plan.splitlines()
-    bodies = []
+    steps = []
     for number, line in enumerate(lines):
-        if line.strip().startswith("POST "):
-            body = []
-            for following in lines[number + 1 :]:
-                if not following.startswith(" " * 6):
-                    break
-                body.append(following)
-            bodies.append(json.loads("\n".join(body)))
-    return bodies
+        if line.strip().startswith("$ "):
+            steps.append(line.strip())
+        elif line.strip() == f"POST {API_URL}":
+            steps.append(" ".join(["graphql", *call(graphql_body(lines, number))]))
+    return steps
 
 
-def operation(body: dict[str, Any]) -> str:
-    """The operation name of a GraphQL body: `query name(...) {` gives name."""
-    match = re.match(r"(?:query|mutation) (\w+)", body["query"])
-    assert match is not None, body["query"]
-    return match.group(1)
+def graphql_body(lines: list[str], number: int) -> dict[str, Any]:
+    """The JSON body printed under the request on line `number`."""
+    body = []
+    for following in lines[number + 1 :]:
+        if not following.startswith(" " * 6):
+            break
+        body.append(following)
+    parsed: dict[str, Any] = json.loads("\n".join(body))
+    return parsed
 
 
-@pytest.mark.parametrize("variant", [WITH_WORKER, WITHOUT_WORKER], ids=lambda v: v.id)
-@environments
-def test_deploy_plan_checks_the_token_then_releases_each_service(
-    render: Render, variant: Variant, environment: str
-) -> None:
-    plan = dry_run(render(variant), "deploy", environment, "--version", "v1.2.3")
-    assert commands(plan) == [
-        f"railway up --ci --service {service} --environment {environment} --message v1.2.3"
-        for service in services(variant)
+def call(body: dict[str, Any]) -> list[str]:
+    return [fake.operation(body["query"]), *fake.subject(body)]
+
+
+def bodies(plan: str, operation: str) -> list[dict[str, Any]]:
+    """The bodies of a plan's requests of one GraphQL operation."""
+    lines = plan.splitlines()
+    found = [
+        graphql_body(lines, number)
+        for number, line in enumerate(lines)
+        if line.strip() == f"POST {API_URL}"
     ]
-    calls = graphql(plan)
-    assert [operation(call) for call in calls] == ["projectToken"] + ["deployments"] * len(
+    return [body for body in found if fake.operation(body["query"]) == operation]
+
+
+def releases(variant: Variant, environment: str, version: str) -> list[str]:
+    """What a plan does to release `version` to each service."""
+    return [
+        step
+        for service in services(variant)
+        for step in (
+            f"graphql variableCollectionUpsert <{service} service id>",
+            f"$ railway up {EXPORT} --path-as-root --service {service} --environment "
+            f"{environment} --message {version} --detach --json",
+        )
+    ]
+
+
+def locked(plan: list[str]) -> list[str]:
+    """A plan, with the requests that take and give back the lock in place."""
+    take = [
+        "graphql variables shared",
+        "graphql variableUpsert RELEASE_LOCK",
+        "graphql variables shared",
+    ]
+    return ["graphql projectToken", *take, *plan, "graphql variableDelete RELEASE_LOCK"]
+
+
+def export(commit: str) -> list[str]:
+    tarball = "'--output=<temporary directory>/commit.tar'"
+    return [
+        f"$ git cat-file -e {commit}",
+        f"$ git archive --prefix=source/ {tarball} {commit}",
+        "$ tar --extract '--file=<temporary directory>/commit.tar' "
+        "'--directory=<temporary directory>'",
+    ]
+
+
+@pytest.fixture
+def repository(render: Render, tmp_path: Path, variant: Variant) -> Repository:
+    """The project in a git repository of three releases, v1, v2 (adds a migration) and v3."""
+    return make_repository(render(variant), tmp_path)
+
+
+@both
+@environments
+def test_deploy_plan_exports_the_commit_and_releases_each_service(
+    repository: Repository, variant: Variant, environment: str
+) -> None:
+    plan = dry_run(repository.checkout("v1"), "deploy", environment, "--version", "v1.2.3")
+    commit = git(repository.path, "rev-parse", "v1").strip()
+    read_state = [
+        "graphql variables shared",
+        *(f"graphql deployments <{service} service id>" for service in services(variant)),
+    ]
+    record = ["graphql variableUpsert RELEASE_HISTORY"]
+    assert plan_steps(plan) == locked(
+        [*read_state, *export(commit), *releases(variant, environment, "v1.2.3"), *record]
+    )
+    labels = [
+        body["variables"]["input"]["variables"] for body in bodies(plan, "variableCollectionUpsert")
+    ]
+    assert labels == [{"IMAGE_TAG": "v1.2.3", "GIT_SHA": commit}] * len(services(variant))
+
+
+@both
+def test_every_variable_a_release_writes_leaves_the_services_running(
+    repository: Repository, variant: Variant
+) -> None:
+    plan = dry_run(repository.checkout("v1"), "deploy", "staging", "--version", "v1")
+    writes = bodies(plan, "variableUpsert") + bodies(plan, "variableCollectionUpsert")
+    assert len(writes) == 2 + len(services(variant))
+    assert all(body["variables"]["input"]["skipDeploys"] is True for body in writes)
+    # The lock and the history are shared variables: no service references them.
+    for body in bodies(plan, "variableUpsert") + bodies(plan, "variableDelete"):
+        assert "serviceId" not in body["variables"]["input"]
+
+
+@both
+@environments
+def test_rollback_plan_rebuilds_the_previous_release(
+    repository: Repository, variant: Variant, environment: str
+) -> None:
+    plan = dry_run(repository.checkout("v3"), "rollback", environment)
+    read_state = [
+        "graphql variables shared",
+        *(f"graphql deployments <{service} service id>" for service in services(variant)),
+    ]
+    rebuild = [*export("'<its commit>'"), *releases(variant, environment, "'<previous release>'")]
+    record = ["graphql variableUpsert RELEASE_HISTORY"]
+    assert plan_steps(plan) == locked([*read_state, *rebuild, *record])
+    labels = [
+        body["variables"]["input"]["variables"] for body in bodies(plan, "variableCollectionUpsert")
+    ]
+    assert labels == [{"IMAGE_TAG": "<previous release>", "GIT_SHA": "<its commit>"}] * len(
         services(variant)
     )
-    assert plan.index("query projectToken") < plan.index("$ railway up")
-    assert set(requests(plan)) == {f"POST {API_URL}"}
+    assert "with the variables of today" in plan
 
 
-@pytest.mark.parametrize("variant", [WITH_WORKER, WITHOUT_WORKER], ids=lambda v: v.id)
-@environments
-def test_rollback_plan_reads_deployments_then_rolls_each_service_back(
-    render: Render, variant: Variant, environment: str
-) -> None:
-    plan = dry_run(render(variant), "rollback", environment)
-    assert commands(plan) == []
-    calls = graphql(plan)
-    count = len(services(variant))
-    assert [operation(call) for call in calls] == (
-        ["projectToken"] + ["deployments"] * count + ["deploymentRollback"] * count
-    )
-    listed = [call["variables"]["input"]["serviceId"] for call in calls[1 : 1 + count]]
-    assert listed == [f"<{service} service id>" for service in services(variant)]
-    assert "deploymentRollback(id: $id) }" in calls[-1]["query"]  # a Boolean: no selection
-    assert re.findall(r"Roll (\w+) back to deployment", plan) == services(variant)
-
-
-def test_rollback_plan_to_a_deployment_id_rolls_back_only_that(render: Render) -> None:
-    plan = dry_run(render(WITH_WORKER), "rollback", "production", "dep-123")
-    mutations = [call for call in graphql(plan) if operation(call) == "deploymentRollback"]
-    assert [call["variables"] for call in mutations] == [{"id": "dep-123"}]
+@pytest.mark.parametrize("variant", [WITH_WORKER], ids=lambda v: v.id)
+def test_rollback_plan_to_a_version_labels_it(repository: Repository) -> None:
+    plan = dry_run(repository.checkout("v3"), "rollback", "production", "v1.2.0")
+    assert "--message v1.2.0" in plan
+    labels = [
+        body["variables"]["input"]["variables"] for body in bodies(plan, "variableCollectionUpsert")
+    ]
+    assert {label["IMAGE_TAG"] for label in labels} == {"v1.2.0"}
 
 
 def test_dry_run_never_prints_the_token(render: Render) -> None:
     project = render(WITH_WORKER)
     for session, posargs in [("deploy", ["staging", "--version", "v1"]), ("rollback", ["staging"])]:
-        result = nox(project, session, *posargs, "--dry-run", env={"RAILWAY_TOKEN": TOKEN})
+        result = nox(project, session, *posargs, "--dry-run", env={"RAILWAY_TOKEN": fake.TOKEN})
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Project-Access-Token: ***" in result.stdout
-        assert TOKEN not in result.stdout + result.stderr
+        assert fake.TOKEN not in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------------------------
-# Real runs against a fake Railway API on 127.0.0.1
+# Real runs against the fake Railway
 
 
 @dataclass
-class FakeRailway:
-    """Answers the project token's queries and mutations like Railway's GraphQL API does."""
+class Railway:
+    """A project of three releases and the fake Railway it releases to."""
 
-    environment: str = "staging"
-    services: dict[str, str] = field(default_factory=lambda: {"api": "svc-api", "worker": "svc-wk"})
-    deployments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    rollback_status: str = "SUCCESS"
-    received: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
+    fakes: Fakes
+    repo: Repository
+    env: dict[str, str]
+    services: list[str]
 
-    def answer(self, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        self.received.append(body)
-        if token != TOKEN:
-            return {"errors": [{"message": "Not Authorized"}], "data": None}
-        name = operation(body)
-        variables = body.get("variables") or {}
-        if name == "projectToken":
-            edges = [{"node": {"id": i, "name": n}} for n, i in self.services.items()]
-            project = {"id": "prj-1", "name": "acme", "services": {"edges": edges}}
-            environment = {"id": f"env-{self.environment}", "name": self.environment}
-            return {"data": {"projectToken": {"project": project, "environment": environment}}}
-        if name == "deployments":
-            listed = variables["input"]
-            assert listed["projectId"] == "prj-1"
-            assert listed["environmentId"] == f"env-{self.environment}"
-            nodes = self.deployments[listed["serviceId"]][: variables["first"]]
-            return {"data": {"deployments": {"edges": [{"node": node} for node in nodes]}}}
-        if name == "deploymentRollback":
-            service, old = next(
-                (service, node)
-                for service, history in self.deployments.items()
-                for node in history
-                if node["id"] == variables["id"]
-            )
-            for node in self.deployments[service]:
-                if node["status"] == "SUCCESS":
-                    node["status"] = "REMOVED"
-            # Railway records the rollback as a new deployment of the restored image.
-            restored = deployment(
-                f"rollback-{old['id']}", self.rollback_status, "2026-10-02T00:00Z"
-            )
-            self.deployments[service].insert(0, restored)
-            return {"data": {"deploymentRollback": True}}
-        raise AssertionError(name)
+    def release(
+        self, *args: str, checkout: str = "v3", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `nox -s deploy|rollback -- ARGS` from a checkout of a release."""
+        project = self.repo.checkout(checkout)
+        return self.fakes.release(project, *args, env={**self.env, **(env or {})})
 
-    def mutations(self) -> list[str]:
-        """The deployment ids that deploymentRollback was called with, in order."""
-        rollbacks = [body for body in self.received if operation(body) == "deploymentRollback"]
-        return [body["variables"]["id"] for body in rollbacks]
+    def deploy(self, *versions: str) -> None:
+        for version in versions:
+            result = self.release("deploy", ENVIRONMENT, "--version", version, checkout=version)
+            assert result.returncode == 0, result.stdout + result.stderr
 
+    def commit(self, version: str) -> str:
+        return git(self.repo.path, "rev-parse", version).strip()
 
-def deployment(ident: str, status: str, created: str, *, restorable: bool = True) -> dict[str, Any]:
-    """A deployment node as Railway's API lists it."""
-    return {"id": ident, "status": status, "createdAt": created, "canRollback": restorable}
+    def state(self) -> State:
+        return self.fakes.state()
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        """The deployment each service serves from."""
+        state = self.state()
+        found = {service: fake.live(state, service) for service in self.services}
+        assert None not in found.values(), found
+        return {service: deployment for service, deployment in found.items() if deployment}
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every deployment, oldest first."""
+        return sorted(self.state()["railway"]["deployments"], key=lambda d: d["number"])
+
+    def shared(self) -> dict[str, str]:
+        variables: dict[str, str] = self.state()["railway"]["variables"]["shared"]
+        return variables
+
+    def history(self) -> list[dict[str, Any]]:
+        return fake.TARGET.history(self.state())
+
+    def requests(self) -> list[str]:
+        """The GraphQL requests made so far, as `OPERATION SUBJECT`."""
+        return [" ".join(call) for call in self.fakes.calls("graphql")]
+
+    def change(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change the fake Railway (its part of the state)."""
+        self.fakes.update(lambda state: change(state["railway"]))
 
 
 @pytest.fixture
-def railway() -> Iterator[FakeRailway]:
-    """A fake Railway API whose services have a history of deployments, newest first."""
-    fake = FakeRailway()
-    fake.deployments = {
-        "svc-api": [
-            deployment("api-failed", "FAILED", "2026-10-01T12:00:00Z", restorable=False),
-            deployment("api-live", "SUCCESS", "2026-10-01T11:00:00Z"),
-            deployment("api-crashed", "CRASHED", "2026-10-01T10:00:00Z"),
-            deployment("api-expired", "REMOVED", "2026-10-01T09:00:00Z", restorable=False),
-            deployment("api-good", "REMOVED", "2026-10-01T08:00:00Z"),
-            deployment("api-older", "REMOVED", "2026-10-01T07:00:00Z"),
-        ],
-        "svc-wk": [
-            deployment("worker-live", "SUCCESS", "2026-10-01T11:01:00Z"),
-            deployment("worker-previous", "REMOVED", "2026-10-01T08:01:00Z"),
-        ],
+def railway(render: Render, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Railway]:
+    """An empty Railway project (of the variant given by indirect parametrization: the worker)."""
+    variant: Variant = getattr(request, "param", WITH_WORKER)
+    repo = make_repository(render(variant), tmp_path)
+    fakes = Fakes(tmp_path / "platform", "railway", ("railway",))
+    fake.setup(fakes, services=tuple(services(variant)), variables={"API_KEY": "key-1"})
+    env = {"RAILWAY_TOKEN": fake.TOKEN, "RAILWAY_API_URL": fake.serve(fakes)}
+    yield Railway(fakes, repo, env, services(variant))
+    fake.stop(fakes)
+
+
+each_variant = pytest.mark.parametrize(
+    "railway", [WITH_WORKER, WITHOUT_WORKER], ids=lambda v: v.id, indirect=True
+)
+
+
+@each_variant
+def test_deploy_builds_the_commit_for_each_service_in_order_and_labels_it(
+    railway: Railway,
+) -> None:
+    railway.deploy("v1")
+    commit = railway.commit("v1")
+    deployments = railway.deployments()
+    # One deployment per service, in release order: a label change redeployed nothing.
+    assert [d["service"] for d in deployments] == railway.services
+    for deployment in deployments:
+        assert deployment["status"] == "SUCCESS"
+        assert deployment["message"] == "v1"
+        assert deployment["artifact"]["version"] == "v1"
+        assert deployment["artifact"]["sha"] == commit
+        assert deployment["variables"] == {"API_KEY": "key-1", "IMAGE_TAG": "v1", "GIT_SHA": commit}
+        assert [line.split(":")[0] for line in deployment["log"]] == ["my-service migrate"]
+    assert railway.state()["database"]["revision"] == "0001"
+    [entry] = railway.history()
+    assert (entry["action"], entry["version"], entry["commit"]) == ("deploy", "v1", commit)
+    assert entry["artifacts"] == {d["service"]: d["id"] for d in deployments}
+    assert entry["revision"] == "0001"
+    assert "RELEASE_LOCK" not in railway.shared()
+
+
+def test_deploy_uploads_committed_files_only(railway: Railway) -> None:
+    project = railway.repo.checkout("v1")
+    (project / ".env").write_text("API_KEY=a-secret-of-my-laptop\n")
+    (project / "backups").mkdir()
+    (project / "backups/my_service-before-v1.dump").write_text("rows")
+    railway.deploy("v1")
+    for deployment in railway.deployments():
+        assert {"Dockerfile", "railway.json", "uv.lock"} <= set(deployment["files"])
+        assert ".env" not in deployment["files"]
+        assert not [name for name in deployment["files"] if name.startswith("backups")]
+
+
+def test_rollback_rebuilds_the_earlier_commit_with_the_variables_of_today(
+    railway: Railway,
+) -> None:
+    railway.deploy("v1")
+    # A credential rotated after v1: Railway's own rollback would bring "key-1" back.
+    railway.change(lambda r: [r["variables"][s].update(API_KEY="key-2") for s in railway.services])
+    railway.deploy("v2")
+    result = railway.release("rollback", ENVIRONMENT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for deployment in railway.live().values():
+        assert deployment["artifact"]["version"] == "v1"
+        assert deployment["artifact"]["sha"] == railway.commit("v1")
+        assert deployment["variables"]["API_KEY"] == "key-2"
+        # v1's migrate found v2's schema and kept it.
+        assert deployment["log"] == [
+            "my-service migrate: the database is at revision 0002, which a newer release "
+            "migrated to"
+        ]
+    assert railway.state()["database"]["revision"] == "0002"
+    assert not [r for r in railway.requests() if r.startswith("deploymentRollback")]
+    entries = railway.history()
+    assert [(e["action"], e["version"]) for e in entries] == [
+        ("deploy", "v1"),
+        ("deploy", "v2"),
+        ("rollback", "v1"),
+    ]
+    assert entries[-1]["artifacts"] == {s: d["id"] for s, d in railway.live().items()}
+
+
+def test_rollback_needs_the_commit_of_the_release(railway: Railway) -> None:
+    railway.deploy("v1", "v2")
+    missing = "0" * 40  # as in a shallow clone, which lacks v1's commit
+
+    def lose_commit(platform: dict[str, Any]) -> None:
+        shared = platform["variables"]["shared"]
+        shared["RELEASE_HISTORY"] = shared["RELEASE_HISTORY"].replace(railway.commit("v1"), missing)
+
+    railway.change(lose_commit)
+    before = railway.deployments()
+    result = railway.release("rollback", ENVIRONMENT)
+    assert result.returncode == 1
+    assert f"commit {missing} of v1 is not in this checkout: fetch the whole" in result.stderr
+    assert railway.deployments() == before
+    assert "RELEASE_LOCK" not in railway.shared()
+
+
+def test_an_api_that_fails_after_the_worker_went_live_puts_the_worker_back(
+    railway: Railway,
+) -> None:
+    railway.deploy("v1")
+    worker = railway.live()["worker"]["id"]
+    railway.fakes.inject("fail", match="railway up", nth=2)  # the api's upload
+    result = railway.release("deploy", ENVIRONMENT, "--version", "v2", checkout="v2")
+    assert result.returncode == 1
+    assert "`railway up` failed with exit code 1; v1 serves as before" in result.stderr
+    # The deployment the worker ran minutes ago, through Railway's rollback.
+    assert f"deploymentRollback {worker}" in railway.requests()
+    labels = {"IMAGE_TAG": "v1", "GIT_SHA": railway.commit("v1")}
+    for service, deployment in railway.live().items():
+        assert deployment["artifact"]["version"] == "v1", service
+        variables = railway.state()["railway"]["variables"][service]
+        assert {name: variables[name] for name in labels} == labels, service
+    assert [e["version"] for e in railway.history()] == ["v1"]
+    assert "RELEASE_LOCK" not in railway.shared()
+
+
+def test_a_first_release_that_fails_says_so(railway: Railway) -> None:
+    fake.TARGET.break_component(railway.fakes, "api")
+    result = railway.release("deploy", ENVIRONMENT, "--version", "v1", checkout="v1")
+    assert result.returncode == 1
+    assert "ended FAILED; worker ran nothing before and now runs v1: fix the" in result.stderr
+    assert railway.history() == []
+    assert "RELEASE_LOCK" not in railway.shared()
+
+
+def test_a_first_release_puts_back_what_ran_before_it(railway: Railway) -> None:
+    # Services deployed before releases kept a history (by Slipway 0.1, or by hand).
+    railway.deploy("v1")
+    railway.change(lambda r: r["variables"]["shared"].pop("RELEASE_HISTORY"))
+    fake.TARGET.break_component(railway.fakes, "api")
+    result = railway.release("deploy", ENVIRONMENT, "--version", "v2", checkout="v2")
+    assert result.returncode == 1
+    assert "ended FAILED; what ran before serves as before" in result.stderr
+    assert {s: d["artifact"]["version"] for s, d in railway.live().items()} == {
+        "worker": "v1",
+        "api": "v1",
     }
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            reply = json.dumps(fake.answer(self.headers.get("Project-Access-Token"), body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(reply.encode())
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/graphql/v2"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
+@pytest.mark.parametrize("action", ["deploy", "rollback"])
+def test_a_token_of_another_environment_changes_nothing(railway: Railway, action: str) -> None:
+    railway.change(lambda r: r["environment"].update(id="env-production", name="production"))
+    result = railway.release(action, ENVIRONMENT)
+    assert result.returncode == 1
+    assert 'belongs to the "production" environment of project "acme"' in result.stderr
+    assert railway.fakes.calls() == [["graphql", "projectToken"]]
 
 
-def against(fake: FakeRailway, **extra: str) -> dict[str, str]:
-    return {"RAILWAY_TOKEN": TOKEN, "RAILWAY_API_URL": fake.url, **extra}
-
-
-def failure(output: str, session: str) -> str:
-    """The one sentence a failed session ends with (nox relays its stderr on stdout)."""
-    return next(line for line in output.splitlines() if line.startswith(f"{session} failed:"))
-
-
-def test_rollback_restores_the_newest_deployment_that_served_before_the_live_one(
-    render: Render, railway: FakeRailway
-) -> None:
-    result = nox(render(WITH_WORKER), "rollback", "staging", env=against(railway))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert railway.mutations() == ["api-good", "worker-previous"]
-    assert result.stdout.rstrip().endswith("rollback of staging done.")
-
-
-def test_rollback_of_a_single_service_project(render: Render, railway: FakeRailway) -> None:
-    del railway.services["worker"]
-    result = nox(render(WITHOUT_WORKER), "rollback", "staging", env=against(railway))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert railway.mutations() == ["api-good"]
-
-
-def test_rollback_to_a_deployment_id_restores_only_its_service(
-    render: Render, railway: FakeRailway
-) -> None:
-    result = nox(render(WITH_WORKER), "rollback", "staging", "api-older", env=against(railway))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert railway.mutations() == ["api-older"]
-
-
-@pytest.mark.parametrize(
-    ("version", "reason"),
-    [("api-failed", "cannot be restored"), ("api-live", "runs now"), ("nope", "is not among")],
-)
-def test_rollback_refuses_a_deployment_it_cannot_restore(
-    render: Render, railway: FakeRailway, version: str, reason: str
-) -> None:
-    result = nox(render(WITH_WORKER), "rollback", "staging", version, env=against(railway))
-    assert result.returncode != 0
-    assert reason in failure(result.stdout, "rollback")
-    assert railway.mutations() == []
-
-
-def test_rollback_stops_on_a_token_of_another_environment(
-    render: Render, railway: FakeRailway
-) -> None:
-    railway.environment = "production"
-    result = nox(render(WITH_WORKER), "rollback", "staging", env=against(railway))
-    assert result.returncode != 0
-    assert '"production" environment' in failure(result.stdout, "rollback")
-    assert [operation(body) for body in railway.received] == ["projectToken"]
-
-
-def test_rollback_fails_when_the_restored_deployment_crashes(
-    render: Render, railway: FakeRailway
-) -> None:
-    railway.rollback_status = "CRASHED"
-    result = nox(render(WITH_WORKER), "rollback", "staging", env=against(railway))
-    assert result.returncode != 0
-    assert "ended rollback-api-good (CRASHED" in failure(result.stdout, "rollback")
-    assert railway.mutations() == ["api-good"]  # the worker is left alone
-
-
-def test_rollback_reports_a_refused_token(render: Render, railway: FakeRailway) -> None:
-    env = {**against(railway), "RAILWAY_TOKEN": "wrong-token-0123"}
-    result = nox(render(WITH_WORKER), "rollback", "staging", env=env)
-    assert result.returncode != 0
-    assert "Not Authorized" in failure(result.stdout, "rollback")
+def test_a_refused_token_is_reported_and_never_printed(railway: Railway) -> None:
+    result = railway.release("deploy", ENVIRONMENT, env={"RAILWAY_TOKEN": "wrong-token-0123"})
+    assert result.returncode == 1
+    assert "Railway's API answered: Not Authorized" in result.stderr
     assert "wrong-token-0123" not in result.stdout + result.stderr
 
 
-@pytest.fixture
-def fake_cli(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """A `railway` on PATH that records its arguments, one call per line."""
-    calls = tmp_path / "calls"
-    script = tmp_path / "bin" / "railway"
-    script.parent.mkdir()
-    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{calls}'\n")
-    script.chmod(0o755)
-    return {"PATH": f"{script.parent}:{BARE_ENV['PATH']}"}, calls
-
-
-def test_deploy_releases_api_then_worker_and_reports_them(
-    render: Render, railway: FakeRailway, fake_cli: tuple[dict[str, str], Path]
-) -> None:
-    path, calls = fake_cli
-    project = render(WITH_WORKER)
-    result = nox(project, "deploy", "staging", "--version", "v9", env=against(railway, **path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert calls.read_text().splitlines() == [
-        f"up --ci --service {service} --environment staging --message v9"
-        for service in ["api", "worker"]
-    ]
-    assert "api: api-live (SUCCESS" in result.stdout
-    assert "worker: worker-live (SUCCESS" in result.stdout
-
-
-def test_deploy_stops_before_uploading_with_a_token_of_another_environment(
-    render: Render, railway: FakeRailway, fake_cli: tuple[dict[str, str], Path]
-) -> None:
-    path, calls = fake_cli
-    railway.environment = "production"
-    result = nox(
-        render(WITH_WORKER), "deploy", "staging", "--version", "v9", env=against(railway, **path)
+def lease(holder: str, *, host: str, expires_in: int) -> str:
+    """A lease as a release on another machine wrote it."""
+    now = datetime.now(UTC)
+    return json.dumps(
+        {
+            "holder": holder,
+            "host": host,
+            "pid": 1,
+            "action": "deploy",
+            "version": "v9",
+            "since": now.isoformat(timespec="seconds"),
+            "expires": (now + timedelta(seconds=expires_in)).isoformat(timespec="seconds"),
+        }
     )
-    assert result.returncode != 0
-    assert 'use a project token of "staging"' in failure(result.stdout, "deploy")
-    assert not calls.exists()
+
+
+def test_a_lease_held_elsewhere_refuses_and_an_expired_one_is_taken_over(
+    railway: Railway,
+) -> None:
+    holder = "ci in https://github.com/acme/svc/actions/runs/42"
+    held = lease(holder, host="runner-1", expires_in=90)
+    railway.change(lambda r: r["variables"]["shared"].update(RELEASE_LOCK=held))
+    refused = railway.release("deploy", ENVIRONMENT, "--version", "v1", checkout="v1")
+    assert refused.returncode == 1
+    assert f"staging is being released by {holder}, deploy of v9 since" in refused.stderr
+    assert railway.deployments() == []
+    assert railway.shared()["RELEASE_LOCK"] == held
+
+    expired = lease(holder, host="runner-1", expires_in=-1)
+    railway.change(lambda r: r["variables"]["shared"].update(RELEASE_LOCK=expired))
+    railway.deploy("v1")
+    assert [e["version"] for e in railway.history()] == ["v1"]
+    assert "RELEASE_LOCK" not in railway.shared()

@@ -6,8 +6,8 @@ from ..matrix import Variant
 
 
 def files(variant: Variant) -> set[str]:
-    """The railway deploy files of `variant`: one config-as-code file per Railway service."""
+    """The railway files of `variant`: config as code per service, and the CLI's npm pin."""
     configs = (
         {"railway.json", "railway.worker.json"} if variant.features.worker else {"railway.json"}
     )
-    return {"scripts/deploy/railway.py", *configs}
+    return {"scripts/deploy/railway.py", "package.json", "package-lock.json", *configs}
