@@ -221,7 +221,7 @@ def test_without_an_image_the_checkout_labels_the_release(
     git(origin, "commit", "-q", "-m", "Release")
     # Tagged on main: a push of main must still be labelled by its commit, as images are.
     git(origin, "tag", "-a", "v1.2.3", "-m", "v1.2.3")
-    commit = git(origin, "rev-parse", "--short=7", "HEAD")
+    commit = git(origin, "rev-parse", "--short=7", "HEAD").strip()
 
     checkout = checkout_of_a_push(origin, ref, tmp_path / "checkout", full=full)
     plan = nox(checkout, "deploy", "staging", "--dry-run").stdout
