@@ -3,12 +3,15 @@
 - A file ends in `.jinja` exactly when its content is rendered: verbatim files stay verbatim.
 - copier.yml parses, and every question people answer has help text.
 - `.ci/run` runs the README's test command verbatim.
+- No Python file branches more than MAX_BRANCHES times on one answer: a variant that needs more
+  is a file of its own (a conditional file name) or a dependency that has two implementations.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -16,6 +19,30 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template"
 JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#")  # `${{ }}` is a GitHub expression, not Jinja
+# `{% if ... %}` and `{%- if ... %}`: what follows `if` is the condition.
+IF_TAG = re.compile(r"\{%-?\s*if\s(.*?)-?%\}", re.DOTALL)
+NAME = re.compile(r"[A-Za-z_]\w*")
+MAX_BRANCHES = 3
+
+
+def variant_branches(questions: dict[str, object]) -> list[str]:
+    """Python templates with more than MAX_BRANCHES `{% if %}` on one answer (named in the
+    condition), counting files whose rendered name ends in `.py`, conditional names included."""
+    answers = {key for key in questions if not key.startswith("_")}
+    found = []
+    for path in sorted(TEMPLATE.rglob("*.jinja")):
+        if not re.sub(r"\{%.*?%\}", "", path.name).removesuffix(".jinja").endswith(".py"):
+            continue
+        branches: Counter[str] = Counter()
+        for condition in IF_TAG.findall(path.read_text()):
+            branches.update(answers.intersection(NAME.findall(condition)))
+        found += [
+            f"{path.relative_to(ROOT).as_posix()}: {count} `{{% if %}}` on {answer!r} (at most "
+            f"{MAX_BRANCHES}): split the variant into files of its own or a dependency"
+            for answer, count in sorted(branches.items())
+            if count > MAX_BRANCHES
+        ]
+    return found
 
 
 def problems() -> list[str]:
@@ -33,6 +60,7 @@ def problems() -> list[str]:
         asked = not key.startswith("_") and question.get("when") is not False
         if asked and not question.get("help"):
             found.append(f"copier.yml: question {key!r} has no help text")
+    found += variant_branches(questions)
     readme = (ROOT / "README.md").read_text()
     test_command = re.search(r"# 2\..*\n(.+)\n```", readme)
     ci_run = (ROOT / ".ci/run").read_text().splitlines()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class Variant:
     topology: str
     serverless_platform: str | None
     features: Features
+    project_name: str | None = None  # None: copier.yml's default
 
     @property
     def answers(self) -> dict[str, Any]:
@@ -57,6 +59,8 @@ class Variant:
         }
         if self.serverless_platform:
             answers["serverless_platform"] = self.serverless_platform
+        if self.project_name:
+            answers["project_name"] = self.project_name
         return answers
 
     @property
@@ -66,7 +70,8 @@ class Variant:
 
     @property
     def id(self) -> str:
-        return f"{self.deploy_target}-{self.features.id}"
+        named = re.sub(r"\W+", "-", self.project_name.lower()) if self.project_name else ""
+        return "-".join(filter(None, [self.deploy_target, self.features.id, named]))
 
 
 TARGETS = [
@@ -81,6 +86,15 @@ VARIANTS = [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES]
 INVALID = [Variant(t, p, f) for (t, p) in TARGETS for f in ALL_FEATURES if not f.valid]
 # One variant per distinct service code (topology does not change the service).
 SERVICES = [Variant(QUESTIONS["topology"]["default"], None, f) for f in FEATURES]
+DEFAULT = Variant(
+    QUESTIONS["topology"]["default"],
+    None,
+    Features(*(QUESTIONS[name]["default"] for name in ("pgvector", "redis", "worker"))),
+)
+# Project names whose package sorts before and after `scripts` (the project's tooling, which the
+# tests import too): the import order must hold either way. The first is copier.yml's default.
+NAMES = [QUESTIONS["project_name"]["default"], "Zeta API", "Worker Svc"]
+NAMED = [replace(DEFAULT, project_name=name) for name in NAMES[1:]]
 DEPLOY_TARGETS = sorted({variant.deploy_target for variant in VARIANTS})
 
 

@@ -1,4 +1,8 @@
-"""Project tier: each distinct service passes its own `nox -s lint tests`; `nox -s dev` serves."""
+"""Project tier: each distinct service passes its own `nox -s lint tests`; `nox -s dev` serves.
+
+The generated tests include a Schemathesis fuzz of the running API against its own OpenAPI
+document and a PostgreSQL restart under concurrent writes, so each variant is fuzzed here too.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Render
-from .matrix import DEPLOY_TARGETS, SERVICES, Variant, full_variant
+from .matrix import DEPLOY_TARGETS, NAMED, SERVICES, Variant, full_variant
 
 pytestmark = pytest.mark.project
 
@@ -24,16 +28,17 @@ pytestmark = pytest.mark.project
 ISOLATED_ENV = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
 
 
-def nox(project: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def nox(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the project's own noxfile, as its README says."""
     return subprocess.run(
         [sys.executable, "-m", "nox", *args],
         cwd=project,
-        env=ISOLATED_ENV,
+        env={**ISOLATED_ENV, **(env or {})},
         capture_output=True,
         text=True,
         check=False,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -50,6 +55,13 @@ def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
 )
 def test_every_deploy_target_lints_and_tests(render: Render, variant: Variant) -> None:
     result = nox(render(variant), "-s", "lint", "tests")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+
+
+@pytest.mark.parametrize("variant", NAMED, ids=lambda variant: variant.id)
+def test_projects_named_around_scripts_lint_clean(render: Render, variant: Variant) -> None:
+    # The tests import the package and `scripts`; their order must not depend on the name.
+    result = nox(render(variant), "-s", "lint")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
 
 
@@ -108,6 +120,24 @@ def test_dev_serves_without_docker(render: Render, variant: Variant, tmp_path: P
     log = tmp_path / "dev.log"
     with running([sys.executable, "-m", "nox", "-s", "dev"], project, env, log):
         ready = wait_ready(f"http://127.0.0.1:{port}/health/ready", log)
+        # `nox -s migrate` finds the database `nox -s dev` runs...
+        during = nox(project, "-s", "migrate", "--", "current")
+    # ... and starts it again once `nox -s dev` has stopped.
+    after = nox(project, "-s", "migrate", "--", "current")
+    for result in (during, after):
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        assert "migrate: the embedded PostgreSQL of `nox -s dev`" in output
+        assert "0001 (head)" in output
+    # A database that does not answer gets one sentence, no traceback.
+    closed = free_port()
+    nowhere = f"postgresql://postgres:postgres@127.0.0.1:{closed}/app"
+    missing = nox(project, "-s", "migrate", env={"DATABASE_URL": nowhere})
+    said = missing.stdout + missing.stderr
+    assert missing.returncode != 0
+    assert f"migrate: no database to migrate: 127.0.0.1:{closed} does not answer" in said
+    assert "DATABASE_URL (the environment, else .env) names it: check it" in said
+    assert "Traceback" not in said
     assert '"database":"ok"' in ready["body"]
     assert '"redis":"ok"' in ready["body"]
     output = log.read_text()

@@ -14,9 +14,9 @@ from ruff.__main__ import find_ruff_bin
 
 from . import targets
 from .conftest import Render
-from .matrix import VARIANTS, Variant
+from .matrix import NAMED, VARIANTS, Variant
 
-PACKAGE = "src/my_service"
+PACKAGE = "src/{package}"  # the package directory, named by the project's answers
 COMMON = {
     ".copier-answers.yml",
     ".dockerignore",
@@ -33,6 +33,7 @@ COMMON = {
     "scripts/__init__.py",
     "scripts/backup.py",
     "scripts/dev.py",
+    "scripts/migrate.py",
     "scripts/services.py",
     "scripts/deploy/__init__.py",
     "scripts/deploy/__main__.py",
@@ -45,12 +46,16 @@ COMMON = {
     f"{PACKAGE}/__main__.py",
     f"{PACKAGE}/api/__init__.py",
     f"{PACKAGE}/api/documents.py",
+    f"{PACKAGE}/api/events.py",
     f"{PACKAGE}/api/health.py",
+    f"{PACKAGE}/api/routing.py",
     f"{PACKAGE}/app.py",
     f"{PACKAGE}/config.py",
     f"{PACKAGE}/db.py",
     f"{PACKAGE}/dependencies.py",
+    f"{PACKAGE}/errors.py",
     f"{PACKAGE}/logs.py",
+    f"{PACKAGE}/middleware.py",
     f"{PACKAGE}/migrations/__init__.py",
     f"{PACKAGE}/migrate.py",
     f"{PACKAGE}/migrations/env.py",
@@ -58,17 +63,28 @@ COMMON = {
     f"{PACKAGE}/migrations/versions/0001_documents.py",
     f"{PACKAGE}/models.py",
     f"{PACKAGE}/probes.py",
+    f"{PACKAGE}/readers.py",
     f"{PACKAGE}/resources.py",
     f"{PACKAGE}/schemas.py",
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_config.py",
     "tests/test_documents.py",
+    "tests/test_errors.py",
+    "tests/test_events.py",
+    "tests/test_faults.py",
+    "tests/test_fuzz.py",
     "tests/test_health.py",
     "tests/test_migrations.py",
 }
-REDIS = {f"{PACKAGE}/cache.py"}
-WORKER = {f"{PACKAGE}/worker.py", f"{PACKAGE}/api/jobs.py", "tests/test_worker.py"}
+PGVECTOR = {f"{PACKAGE}/embeddings.py", f"{PACKAGE}/api/search.py", "tests/test_search.py"}
+REDIS = {f"{PACKAGE}/cache.py", "tests/test_cache.py"}
+WORKER = {
+    f"{PACKAGE}/worker.py",
+    f"{PACKAGE}/queue.py",
+    f"{PACKAGE}/api/jobs.py",
+    "tests/test_worker.py",
+}
 
 # Jinja left in the output. Not Jinja: GitHub expressions (`${{ }}`) and docker/metadata-action's
 # tag patterns (`{{version}}`).
@@ -82,16 +98,25 @@ PARSERS = {
 }
 
 variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+# Every variant, and the default one under project names that sort around `scripts`.
+named_too = pytest.mark.parametrize("variant", VARIANTS + NAMED, ids=lambda variant: variant.id)
 
 
-def expected_files(variant: Variant) -> set[str]:
+def answers_of(project: Path) -> dict[str, object]:
+    """The answers a rendered project records (with the derived package name)."""
+    return dict(yaml.safe_load((project / ".copier-answers.yml").read_text()))
+
+
+def expected_files(variant: Variant, package: str) -> set[str]:
     """Every file a project of this variant has, and no other."""
     files = set(COMMON)
+    if variant.features.pgvector:
+        files |= PGVECTOR
     if variant.features.redis:
         files |= REDIS
     if variant.features.worker:
         files |= WORKER
-    return files | targets.files(variant)
+    return {name.format(package=package) for name in files} | targets.files(variant)
 
 
 def project_files(project: Path) -> dict[str, Path]:
@@ -100,9 +125,11 @@ def project_files(project: Path) -> dict[str, Path]:
     }
 
 
-@variants
+@named_too
 def test_expected_files(render: Render, variant: Variant) -> None:
-    assert set(project_files(render(variant))) == expected_files(variant)
+    project = render(variant)
+    package = str(answers_of(project)["package_name"])
+    assert set(project_files(project)) == expected_files(variant, package)
 
 
 @variants
@@ -131,7 +158,7 @@ def test_python_compiles(render: Render, variant: Variant) -> None:
             compile(path.read_text(), name, "exec")
 
 
-@variants
+@named_too
 def test_ruff_is_clean(render: Render, variant: Variant) -> None:
     project = render(variant)
     for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
@@ -141,9 +168,9 @@ def test_ruff_is_clean(render: Render, variant: Variant) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@variants
+@named_too
 def test_answers_file_records_the_answers(render: Render, variant: Variant) -> None:
-    answers = yaml.safe_load((render(variant) / ".copier-answers.yml").read_text())
+    answers = answers_of(render(variant))
     assert {key: answers[key] for key in variant.answers} == variant.answers
     assert Path(answers["_src_path"]).is_absolute()
     assert "_commit" in answers

@@ -5,21 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-REQUEST_ID_HEADER = "x-request-id"
+# The id of the request being handled, set by RequestContextMiddleware (middleware.py).
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Attributes every record has, and uvicorn's ANSI-coloured copy of the message.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
-access_log = logging.getLogger("access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,48 +60,3 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
 def configure_logging(level: str, fmt: str) -> None:
     """Apply `logging_config` to this process."""
     logging.config.dictConfig(logging_config(level, fmt))
-
-
-class RequestContextMiddleware:
-    """Give every request an id (taken from X-Request-ID or new), echo it, and log the request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        rid = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128]
-        rid = rid or uuid.uuid4().hex
-        token = request_id.set(rid)
-        status = 500
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (REQUEST_ID_HEADER.encode(), rid.encode("latin-1")),
-                ]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            access_log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-            request_id.reset(token)
