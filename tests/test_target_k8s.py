@@ -9,7 +9,9 @@ Pod Security Standard, probes, resources, the migration Job and the release's la
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,7 +27,7 @@ import yaml
 from .conftest import Render
 from .deploy import commands, dry_run, nox
 from .fakes import Fakes, artifact, k8s
-from .matrix import Variant, full_variant, variants_of
+from .matrix import QUESTIONS, Variant, full_variant, variants_of
 
 SLUG = k8s.SLUG
 IMAGE = k8s.IMAGE
@@ -549,6 +551,34 @@ def test_smoke_dry_run_prints_the_plan(render: Render, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Fast tier: the settings the manifests state for the proxy in front of the api
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """The variables of an env file, without its comments."""
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_the_api_trusts_forwarded_headers_from_private_networks_only(render: Render) -> None:
+    config = env_file(render(FULL) / "deploy/k8s/base/config.env")
+    networks = [ipaddress.ip_network(n) for n in config["FORWARDED_ALLOW_IPS"].split(",")]
+    assert networks, "FORWARDED_ALLOW_IPS names no network"
+    for network in networks:
+        assert network.is_private, network  # never `*`, never a public address
+    client = ipaddress.ip_address("203.0.113.9")
+    assert not any(client in network for network in networks)
+
+
+def test_the_ingress_admits_the_bodies_the_api_admits(render: Render) -> None:
+    project = render(FULL)
+    ingress = yaml.safe_load((project / "deploy/k8s/components/ingress/ingress.yaml").read_text())
+    limit = ingress["metadata"]["annotations"]["nginx.org/client-max-body-size"]
+    # The api's default MAX_BODY_BYTES, in nginx's MiB: both come from this copier.yml value.
+    assert limit == f"{QUESTIONS['max_body_mib']['default']}m"
+
+
+# ---------------------------------------------------------------------------------------------
 # Validate tier: what a release leaves in the cluster, built by the real kustomize
 
 WORKLOADS = {"Deployment", "Job"}
@@ -701,6 +731,83 @@ def test_the_external_secrets_component_makes_the_pods_secret(
     assert secret_refs == {f"{SLUG}-secrets"}
 
 
+def with_components(project: Path, directory: Path, *components: str) -> Path:
+    """A copy of the project whose staging overlay also lists these components."""
+    copy = directory / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".nox", ".venv"))
+    overlay = copy / "deploy/k8s/overlays/staging/kustomization.yaml"
+    listed = "".join(f"  - ../../components/{component}\n" for component in components)
+    text = overlay.read_text().replace(
+        "  - ../../components/network-policy\n", f"  - ../../components/network-policy\n{listed}"
+    )
+    overlay.write_text(text)
+    return copy
+
+
+@pytest.mark.validate
+def test_the_prometheus_component_scrapes_the_metrics_port_the_network_policy_opens(
+    render: Render, tmp_path: Path
+) -> None:
+    project = with_components(render(FULL), tmp_path, "prometheus")
+    objects = kustomize(project / "deploy/k8s/overlays/staging")
+    [monitor] = [o for o in objects if o["kind"] == "PodMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == f"{SLUG}-staging"
+    assert monitor["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    [api] = [
+        o for o in objects if o["metadata"]["name"] == f"{SLUG}-api" and o["kind"] == "Deployment"
+    ]
+    template = api["spec"]["template"]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    )
+    ports = {port["name"] for port in template["spec"]["containers"][0]["ports"]}
+    assert "metrics" in ports
+    [policy] = [o for o in objects if o["metadata"]["name"] == f"{SLUG}-metrics"]
+    assert [port["port"] for port in policy["spec"]["ingress"][0]["ports"]] == ["metrics"]
+
+
+def readme_patch(project: Path, heading: str) -> str:
+    """The YAML block of the README section `heading`: the patch it tells users to add."""
+    section = (project / "README.md").read_text().split(f"### {heading}\n", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", section.split("\n### ", 1)[0], re.DOTALL)
+    assert match, f"the README section {heading!r} shows no YAML"
+    return match.group(1)
+
+
+@pytest.mark.validate
+@pytest.mark.parametrize("allow", ["some addresses", "none"])
+def test_the_readmes_patch_restricts_https_egress(
+    render: Render, tmp_path: Path, allow: str
+) -> None:
+    project = with_components(render(FULL), tmp_path)
+    patch = readme_patch(project, "Traffic, network policies and metrics")
+    if allow == "none":  # as the README says: the same patch, removing the rule
+        patch = re.sub(
+            r"- op: add\n(\s+)path: /spec/egress/0/to\n.*",
+            r"- op: remove\n\1path: /spec/egress/0\n",
+            patch,
+            flags=re.DOTALL,
+        )
+    overlay = project / "deploy/k8s/overlays/staging/kustomization.yaml"
+    overlay.write_text(overlay.read_text().replace("patches:\n", patch, 1))
+    objects = kustomize(project / "deploy/k8s/overlays/staging")
+    [https] = [o for o in objects if o["metadata"]["name"] == f"{SLUG}-egress-https"]
+    expected = (
+        [
+            {
+                "ports": [{"protocol": "TCP", "port": 443}],
+                "to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+            }
+        ]
+        if allow == "some addresses"
+        else []
+    )
+    assert https["spec"].get("egress", []) == expected
+
+
 @pytest.mark.validate
 @variants
 def test_cluster_setup_makes_restricted_namespaces(render: Render, variant: Variant) -> None:
@@ -780,7 +887,10 @@ def test_every_container_has_probes_and_resources(
             if name in deployments:
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), name
     api = built.one("Deployment", f"{SLUG}-api")["spec"]["template"]["spec"]["containers"][0]
-    assert api["ports"] == [{"name": "http", "containerPort": 8000}]
+    assert api["ports"] == [
+        {"name": "http", "containerPort": 8000},
+        {"name": "metrics", "containerPort": 9000},
+    ]
     paths = {
         probe: api[probe]["httpGet"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe")
@@ -863,18 +973,26 @@ def test_release_wiring(releases: Releases, variant: Variant, environment: str) 
     selectors += [p["spec"]["podSelector"]["matchLabels"] for p in built.of("NetworkPolicy")]
     for selector in selectors:
         assert any(selector.items() <= labels.items() for labels in templates), selector
-    # HTTPS for the environment's host, to the api Service, with a cert-manager certificate.
+    # HTTPS for the environment's host, to the api Service, with a cert-manager certificate, and
+    # the NGINX Ingress Controller's settings for bodies, long and streamed responses.
     [ingress] = built.of("Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["metadata"]["annotations"] == {
         "cert-manager.io/cluster-issuer": "letsencrypt",
         "acme.cert-manager.io/http01-edit-in-place": "true",
+        "nginx.org/client-max-body-size": "10m",
+        "nginx.org/proxy-read-timeout": "3600s",
+        "nginx.org/proxy-send-timeout": "3600s",
+        "nginx.org/proxy-buffering": "false",
     }
     [rule] = ingress["spec"]["rules"]
     assert rule["host"] == HOSTS[environment]
     assert ingress["spec"]["tls"][0]["hosts"] == [HOSTS[environment]]
-    backend = rule["http"]["paths"][0]["backend"]["service"]
-    assert ("Service", backend["name"]) in names
+    [path] = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": f"{SLUG}-api", "port": {"name": "http"}}
+    # The Service, so the Ingress, reaches the http port only: never the metrics port.
+    service = built.one("Service", f"{SLUG}-api")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
     # Pods stop within their grace period: preStop sleep, then SHUTDOWN_TIMEOUT_SECONDS.
     config = built.one("ConfigMap", next(n for k, n in names if n.startswith(f"{SLUG}-config-")))
     assert config["data"]["ENVIRONMENT"] == environment
@@ -890,28 +1008,65 @@ def test_release_wiring(releases: Releases, variant: Variant, environment: str) 
     assert set(secret["data"]) == keys
 
 
+def admitted(policies: list[dict[str, Any]], pod: dict[str, Any], direction: str) -> set[Any]:
+    """(peer, protocol, port) of every rule of `direction` whose policy selects the pod; a named
+    port is resolved against the pod's containers, and a peer is None when any address may be."""
+    labels = pod["metadata"]["labels"]
+    named = {
+        port["name"]: port["containerPort"]
+        for container in pod["spec"]["containers"]
+        for port in container.get("ports", [])
+    }
+    found = set()
+    for policy in policies:
+        if not policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items():
+            continue
+        for rule in policy["spec"].get(direction, []):
+            peers = [json.dumps(peer, sort_keys=True) for peer in rule.get("from", [])]
+            peers += [json.dumps(peer, sort_keys=True) for peer in rule.get("to", [])]
+            for port in rule["ports"]:
+                number = named.get(port["port"], port["port"])
+                if isinstance(number, str):
+                    continue  # a named port this pod does not have: the rule admits nothing here
+                found |= {(peer, port["protocol"], number) for peer in peers or [None]}
+    return found
+
+
+def peer(namespace: str, name: str) -> str:
+    """A NetworkPolicy peer: pods labelled app.kubernetes.io/name=`name` in `namespace`."""
+    return json.dumps(
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        },
+        sort_keys=True,
+    )
+
+
 @each_release
-def test_network_policies_admit_the_ingress_controller_and_the_managed_services(
+def test_network_policies_admit_the_proxy_prometheus_and_the_services_the_pods_call(
     releases: Releases, variant: Variant, environment: str
 ) -> None:
-    policies = {
-        p["metadata"]["name"]: p["spec"] for p in releases[variant, environment].of("NetworkPolicy")
-    }
-    default, api = policies[f"{SLUG}-default"], policies[f"{SLUG}-api"]
+    built = releases[variant, environment]
+    policies = built.of("NetworkPolicy")
+    default = next(p["spec"] for p in policies if p["metadata"]["name"] == f"{SLUG}-default")
     assert default["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": SLUG}
-    assert default["policyTypes"] == ["Ingress", "Egress"]
-    assert "ingress" not in default
-    ports = {
-        (port["protocol"], port["port"]) for rule in default["egress"] for port in rule["ports"]
-    }
-    expected = {("UDP", 53), ("TCP", 53), ("TCP", 5432)}
-    assert ports == expected | ({("TCP", 6379)} if variant.features.redis else set())
-    [rule] = api["ingress"]
-    [peer] = rule["from"]
-    assert peer["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "nginx-ingress"
-    }
-    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "nginx-ingress"}
+    assert default["policyTypes"] == ["Ingress", "Egress"]  # nothing else comes in or goes out
+    outbound = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
+    outbound |= {("TCP", 6379)} if variant.features.redis else set()
+    for workload in built.of("Deployment"):
+        pod = workload["spec"]["template"]
+        # DNS, the managed services and HTTPS, to any address.
+        assert admitted(policies, pod, "egress") == {(None, *port) for port in outbound}
+        inbound = admitted(policies, pod, "ingress")
+        if workload["metadata"]["name"] == f"{SLUG}-api":
+            # The ingress controller to the http port; Prometheus to the metrics port; no one else.
+            assert inbound == {
+                (peer("nginx-ingress", "nginx-ingress"), "TCP", 8000),
+                (peer("monitoring", "prometheus"), "TCP", 9000),
+            }
+        else:
+            assert inbound == set(), workload["metadata"]["name"]
 
 
 @pytest.mark.validate

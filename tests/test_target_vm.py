@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -11,17 +12,19 @@ import shutil
 import ssl
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from docker.models.containers import Container
 
 from . import containers
 from .conftest import Render
 from .deploy import BARE_ENV, commands, dry_run, nox
-from .matrix import Variant, full_variant, variants_of
+from .matrix import QUESTIONS, Variant, full_variant, variants_of
 
 VARIANTS = variants_of("vm")
 FULL = full_variant("vm")
@@ -545,20 +548,114 @@ def test_production_compose_file_needs_the_database_password(
 
 
 # ---------------------------------------------------------------------------------------------
-# nginx, in the nginx image, in front of stand-ins for the two colours
+# nginx: what the configuration states, then nginx itself in front of stand-ins for the colours
 
-# Each colour answers with what it was sent, so the test sees what nginx forwards.
-ECHO = """server {{
-    listen {port};
-    location / {{
-        default_type text/plain;
-        return 200 "{colour}|{forwarded}";
-    }}
-    location /big {{
-        default_type application/json;
-        return 200 '{{"padding": "{padding}"}}';
-    }}
-}}
+NGINX = "deploy/vm/nginx"
+# The headers the API sets on its responses, HSTS included (it sees X-Forwarded-Proto: https).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Strict-Transport-Security": "max-age=63072000",
+}
+
+
+def nginx_directives(project: Path, name: str, files: str = "**/*.conf") -> list[str]:
+    """The arguments of every `name` directive in these files of the project's nginx directory."""
+    found = []
+    for conf in sorted((project / NGINX).glob(files)):
+        text = re.sub(r"#.*", "", conf.read_text())
+        found += re.findall(rf"(?:^|[;{{}}\s]){name}\s+([^;]+);", text)
+    return found
+
+
+def test_nginx_proxies_the_api_port_only_with_the_apis_body_limit(render: Render) -> None:
+    project = render(FULL)
+    assert nginx_directives(project, "proxy_pass") == ["http://$live_api"]
+    # The live colour is the API's port on a slot; the metrics port is named nowhere.
+    slots = nginx_directives(project, "default", "upstreams/*.conf")
+    assert sorted(slots) == ["api-blue:8000", "api-green:8000"]
+    megabytes = QUESTIONS["max_body_mib"]["default"]
+    assert nginx_directives(project, "client_max_body_size") == [f"{megabytes}m"]
+    assert nginx_directives(project, "proxy_buffering") == ["off"]
+
+
+def test_the_slots_trust_forwarded_headers_from_docker_networks_only(render: Render) -> None:
+    services = yaml.safe_load((render(FULL) / "deploy/vm/compose.yaml").read_text())["services"]
+    for slot in ("api-blue", "api-green"):
+        trusted = services[slot]["environment"]["FORWARDED_ALLOW_IPS"].split(",")
+        networks = [ipaddress.ip_network(network) for network in trusted]
+        assert all(network.is_private for network in networks), trusted  # not `*`
+        assert "ports" not in services[slot]  # only nginx, on the project's network, reaches them
+
+
+# The API's stand-in: each colour answers with what it was sent, sets the API's security headers,
+# streams server-sent events without asking nginx not to buffer them, counts the bytes of a body,
+# and serves "metrics" on the metrics port, which nginx must never reach.
+STAND_IN = r"""
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+COLOUR = sys.argv[1]
+SECURITY = dict(line.split(": ", 1) for line in sys.argv[2].splitlines())
+FORWARDED = ["X-Request-ID", "X-Forwarded-For", "X-Forwarded-Proto", "Host", "Upgrade"]
+FORWARDED.append("Connection")
+
+
+class API(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def start(self, content_type, length=None):
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        for name, value in SECURITY.items():
+            self.send_header(name, value)
+        if length is None:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def answer(self, text, content_type="text/plain"):
+        body = text.encode()
+        self.start(content_type, len(body))
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/events":
+            self.start("text/event-stream")
+            for number in range(3):
+                event = f"data: tick {number}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+                time.sleep(1)
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/big":
+            self.answer('{"padding": "%s"}' % ("x" * 2000), "application/json")
+        else:
+            self.answer("|".join([COLOUR] + [self.headers.get(h, "") for h in FORWARDED]))
+
+    def do_POST(self):
+        length, received = int(self.headers.get("Content-Length", 0)), 0
+        while received < length:
+            received += len(self.rfile.read(min(65536, length - received)))
+        self.answer(str(received))
+
+
+class Metrics(API):
+    def do_GET(self):
+        self.answer(f"metrics of {COLOUR}")
+
+
+metrics = ThreadingHTTPServer(("", 9000), Metrics)
+threading.Thread(target=metrics.serve_forever, daemon=True).start()
+ThreadingHTTPServer(("", 8000), API).serve_forever()
 """
 
 
@@ -569,6 +666,19 @@ class Answer:
     status: int
     headers: http.client.HTTPMessage
     body: str
+
+    def once(self, *names: str) -> None:
+        """Each header is in the response exactly once."""
+        for name in names:
+            assert len(self.headers.get_all(name) or []) == 1, (name, self.headers.items())
+
+    def nginx_error(self, status: int, request_id: str) -> None:
+        """An error nginx answered itself, in the API's form."""
+        assert self.status == status, self.body
+        assert self.headers["Content-Type"] == "application/json"
+        assert json.loads(self.body)["request_id"] == request_id
+        self.once("X-Request-ID", *SECURITY_HEADERS)
+        assert self.headers["X-Request-ID"] == request_id
 
 
 def connect(port: int, *, tls: bool = True) -> http.client.HTTPConnection:
@@ -588,45 +698,80 @@ def ask(
     tls: bool = True,
     headers: dict[str, str] | None = None,
     times: int = 1,
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> list[Answer]:
     """Send the same request `times` times over one connection, as fast as nginx answers."""
     connection = connect(port, tls=tls)
     answers = []
     try:
         for _ in range(times):
-            connection.request("GET", path, headers={"Host": "api.example.com", **(headers or {})})
+            connection.request(
+                method, path, body=body, headers={"Host": "api.example.com", **(headers or {})}
+            )
             response = connection.getresponse()
-            body = response.read().decode(errors="replace")
-            answers.append(Answer(response.status, response.headers, body))
+            text = response.read().decode(errors="replace")
+            answers.append(Answer(response.status, response.headers, text))
     finally:
         connection.close()
     return answers
 
 
-def echo(lab: containers.Lab, image: str, colour: str, directory: Path) -> None:
-    """Start the `colour` slot's stand-in: nginx answering on the API's port."""
-    conf = directory / colour
-    conf.mkdir()
-    headers = [
-        "x_request_id",
-        "x_forwarded_for",
-        "x_forwarded_proto",
-        "host",
-        "upgrade",
-        "connection",
-    ]
-    forwarded = "|".join(f"$http_{header}" for header in headers)
-    text = ECHO.format(port=8000, colour=colour, forwarded=forwarded, padding="x" * 2000)
-    (conf / "echo.conf").write_text(text)
-    lab.run(
-        image, f"api-{colour}", volumes={str(conf): {"bind": "/etc/nginx/conf.d", "mode": "ro"}}
-    )
+def announce(port: int, path: str, length: int, request_id: str) -> Answer:
+    """Send only the headers of a POST whose body would be `length` bytes; read the answer."""
+    connection = connect(port)
+    try:
+        connection.putrequest("POST", path, skip_host=True)
+        for name, value in (
+            ("Host", "api.example.com"),
+            ("Content-Length", str(length)),
+            ("X-Request-ID", request_id),
+        ):
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return Answer(response.status, response.headers, response.read().decode())
+    finally:
+        connection.close()
+
+
+def stream(port: int, path: str) -> tuple[list[tuple[float, str]], float]:
+    """Each line of a streamed response with when it arrived, and when the response ended."""
+    connection = connect(port)
+    try:
+        started = time.monotonic()
+        connection.request("GET", path, headers={"Host": "api.example.com"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        lines = []
+        while line := response.readline():
+            lines.append((time.monotonic() - started, line.decode().rstrip("\n")))
+        return lines, time.monotonic() - started
+    finally:
+        connection.close()
+
+
+def python_image(project: Path) -> str:
+    """The Python image for the stand-ins: CI's local one, else the Dockerfile's default."""
+    if value := os.environ.get("PYTHON_IMAGE"):
+        return value
+    match = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (project / "Dockerfile").read_text(), re.M)
+    assert match, "the Dockerfile names no default PYTHON_IMAGE"
+    return match.group(1)
+
+
+def stand_in(lab: containers.Lab, image: str, colour: str) -> Container:
+    """Start the `colour` slot's stand-in on the API's port and the metrics port."""
+    security = "\n".join(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())
+    return lab.run(image, f"api-{colour}", command=["python", "-c", STAND_IN, colour, security])
 
 
 @pytest.mark.validate
 def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -> None:
     project = render(FULL)
     image = containers.base_image("NGINX_IMAGE", project / "deploy/vm")
+    python = python_image(project)
     openssl = shutil.which("openssl")
     assert openssl, "the nginx test makes its certificate with openssl"
     certificate = tmp_path / "live-api"
@@ -646,14 +791,14 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
     (webroot / ".well-known/acme-challenge").mkdir(parents=True)
     (webroot / ".well-known/acme-challenge/token-123").write_text("token-123.thumbprint")
     conf = tmp_path / "nginx"
-    shutil.copytree(project / "deploy/vm/nginx", conf)
+    shutil.copytree(project / NGINX, conf)
     shutil.copy(conf / "upstreams/blue.conf", conf / "live.conf")
     compose = yaml.safe_load((project / "deploy/vm/compose.yaml").read_text())
     # The command compose runs: the reload loop around nginx (`$$` is compose's escape for `$`).
     command = [part.replace("$$", "$") for part in compose["services"]["nginx"]["command"]]
 
     with containers.lab("slipway-vmh") as lab:
-        echo(lab, image, "blue", tmp_path)
+        blue = stand_in(lab, python, "blue")
         nginx = lab.run(
             image,
             "nginx",
@@ -683,29 +828,68 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
         assert (colour, request_id, proto, host) == ("blue", "req-1", "https", "api.example.com")
         assert forwarded_for != "203.0.113.9"  # nginx says who connected; clients cannot
         assert (upgrade, connection) == ("", "")  # no upgrade asked for, none passed on
-        assert answer.headers["Strict-Transport-Security"] == "max-age=63072000"
-        assert answer.headers["X-Content-Type-Options"] == "nosniff"
-        assert answer.headers["X-Frame-Options"] == "DENY"
+        # The API's security headers, each once: nginx adds none of its own but HSTS, whose
+        # copy from the API it drops.
+        answer.once(*SECURITY_HEADERS)
+        assert {name: answer.headers[name] for name in SECURITY_HEADERS} == SECURITY_HEADERS
 
         [generated] = ask(https_port, "/")
         assert re.fullmatch(r"[0-9a-f]{32}", generated.body.split("|")[1])
+        # A request id that is no plain token is not passed on (nor quoted in nginx's errors).
+        [odd] = ask(https_port, "/", headers={"X-Request-ID": 'a", "b'})
+        assert re.fullmatch(r"[0-9a-f]{32}", odd.body.split("|")[1])
         upgrade_headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
         [upgraded] = ask(https_port, "/socket", headers=upgrade_headers)
         assert upgraded.body.endswith("|websocket|upgrade")
         [big] = ask(https_port, "/big", headers={"Accept-Encoding": "gzip"})
         assert big.headers["Content-Encoding"] == "gzip"
-        assert ask(https_port, "/metrics")[0].status == 404
+
+        # Server-sent events reach the client as the API sends them, one a second, not at the end.
+        lines, ended = stream(https_port, "/events")
+        events = [(at, line) for at, line in lines if line]
+        assert [line for _, line in events] == [f"data: tick {n}" for n in range(3)]
+        assert ended - events[0][0] > 1.5, lines
+
+        # Bodies up to the API's limit pass; one byte more, and nginx answers 413 itself.
+        limit = QUESTIONS["max_body_mib"]["default"] * 1024 * 1024
+        [accepted] = ask(https_port, "/documents", method="POST", body=b"x" * limit)
+        assert (accepted.status, accepted.body) == (200, str(limit))
+        too_large = announce(https_port, "/documents", limit + 1, "req-413")
+        too_large.nginx_error(413, "req-413")
+
+        # The metrics port serves on the project's network, and nginx never sends anything there.
+        exit_code, output = nginx.exec_run(["nginx", "-T"])
+        assert exit_code == 0
+        assert ":9000" not in output.decode()
+        [metrics] = ask(https_port, "/metrics")
+        [by_host] = ask(https_port, "/metrics", headers={"Host": "api-blue:9000"})
+        [absolute] = ask(https_port, "http://api-blue:9000/metrics")
+        for answer in (metrics, by_host, absolute):
+            assert not answer.body.startswith("metrics of"), answer.body
+        reach = "import urllib.request as u; print(u.urlopen('http://api-blue:9000/').read())"
+        exit_code, output = blue.exec_run(["python", "-c", reach])
+        assert (exit_code, b"metrics of blue" in output) == (0, True), output.decode()
 
         # Rate limiting: 200 requests at once exceed the burst of 40 on top of 20 a second.
-        statuses = [answer.status for answer in ask(https_port, "/", times=200)]
+        flood = ask(https_port, "/", times=200, headers={"X-Request-ID": "req-429"})
+        statuses = [answer.status for answer in flood]
         assert (statuses[0], statuses[-1], set(statuses)) == (200, 429, {200, 429})
+        flood[-1].nginx_error(429, "req-429")
 
         # The switch: nginx loads a live.conf naming green while green is still down (only the
-        # deploy's health gate decides when to switch), and serves green once it is up.
+        # deploy's health gate decides when to switch); meanwhile nginx answers 502 itself. It
+        # serves green once green is up.
         shutil.copy(conf / "upstreams/green.conf", conf / "live.conf")
-        exit_code, output = nginx.exec_run(["nginx", "-t"])
+        exit_code, output = nginx.exec_run(["sh", "-c", "nginx -t && nginx -s reload"])
         assert exit_code == 0, output.decode()
-        echo(lab, image, "green", tmp_path)
+
+        def unavailable() -> Answer | None:
+            [answer] = ask(https_port, "/", headers={"X-Request-ID": "req-502"})
+            return answer if answer.status == 502 else None
+
+        down = containers.eventually(unavailable, timeout=15)
+        down.nginx_error(502, "req-502")
+        stand_in(lab, python, "green")
         exit_code, output = nginx.exec_run(["sh", "-c", "nginx -t && nginx -s reload"])
         assert exit_code == 0, output.decode()
         containers.eventually(lambda: ask(https_port, "/")[0].body.startswith("green|"))

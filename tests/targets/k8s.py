@@ -24,9 +24,13 @@ COMPONENTS = {
     "components/disruption-budget/pdb.yaml",
     "components/network-policy/kustomization.yaml",
     "components/network-policy/egress.yaml",
+    "components/network-policy/egress-https.yaml",
     "components/network-policy/api-ingress.yaml",
+    "components/network-policy/metrics-ingress.yaml",
     "components/external-secrets/kustomization.yaml",
     "components/external-secrets/external-secret.yaml",
+    "components/prometheus/kustomization.yaml",
+    "components/prometheus/pod-monitor.yaml",
 }
 OVERLAYS = {"overlays/staging/kustomization.yaml", "overlays/production/kustomization.yaml"}
 CLUSTER = {
