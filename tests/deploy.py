@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Dry runs and prerequisite checks must not depend on the caller's credentials or CLIs.
@@ -13,6 +14,7 @@ BARE_ENV = {
     "HOME": os.environ.get("HOME", "/root"),
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",  # leave the rendered project as rendered
+    "TMPDIR": tempfile.gettempdir(),  # where the tests look for the files a plan names
 }
 
 

@@ -334,9 +334,33 @@ for name, value in vars(modal_app).items():
             "retries": info.max_retries,
             "timeout": info.timeout,
         }
-found = {"app": modal_app.app.name, "version": version("my-service"), "functions": functions}
+caps = {
+    name: getattr(modal_app, name)
+    for name in ("MIGRATION_CONNECTIONS", "WEB_CONTAINERS", "WEB_POOL_SIZE", "JOB_CONTAINERS")
+    if hasattr(modal_app, name)
+}
+found = {
+    "app": modal_app.app.name,
+    "version": version("my-service"),
+    "functions": functions,
+    "caps": caps,
+}
 print(json.dumps(found))
 """
+
+# The connections a budget of 41 leaves each function's containers: one for migrations; web
+# containers of 5 take the rest, or three quarters of it beside the jobs' one each.
+BUDGET = 41
+EXPECTED_CAPS = {
+    ("modal", False): {"MIGRATION_CONNECTIONS": 1, "WEB_CONTAINERS": 8, "WEB_POOL_SIZE": 5},
+    ("modal", True): {
+        "MIGRATION_CONNECTIONS": 1,
+        "WEB_CONTAINERS": 6,
+        "WEB_POOL_SIZE": 5,
+        "JOB_CONTAINERS": 10,
+    },
+    ("vercel", True): {"MIGRATION_CONNECTIONS": 1, "JOB_CONTAINERS": 40},
+}
 
 MODAL_APPS = [
     *variants_of("modal"),
@@ -373,11 +397,22 @@ def test_modal_app_imports_and_declares_its_functions(
     home = tmp_path / "home"  # no ~/.modal.toml
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")} | {"HOME": str(home)}
-    result = subprocess.run(
-        [str(python), "-c", INSPECT], cwd=home, env=env, capture_output=True, text=True, check=False
-    )
+
+    def inspect(budget: int) -> subprocess.CompletedProcess[str]:
+        budgeted = env | {"DATABASE_CONNECTION_BUDGET": str(budget)}
+        return subprocess.run(
+            [str(python), "-c", INSPECT],
+            cwd=home,
+            env=budgeted,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    result = inspect(BUDGET)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
+    caps = found.pop("caps")
 
     expected: dict[str, dict[str, Any]] = {
         "migrate": {"web": False, "retries": None, "timeout": 1800}
@@ -387,3 +422,12 @@ def test_modal_app_imports_and_declares_its_functions(
     if variant.features.worker:
         expected["analyze_document"] = {"web": False, "retries": 3, "timeout": 60}
     assert found == {"app": APP, "version": "0.1.0", "functions": expected}
+
+    # Every container of every function at once holds at most the budget's connections.
+    most = caps["MIGRATION_CONNECTIONS"] + caps.get("JOB_CONTAINERS", 0)
+    most += caps.get("WEB_CONTAINERS", 0) * caps.get("WEB_POOL_SIZE", 0)
+    assert most <= BUDGET, caps
+    assert caps == EXPECTED_CAPS[variant.deploy_target, variant.features.worker]
+    too_small = inspect(budget=1)
+    assert too_small.returncode != 0
+    assert "DATABASE_CONNECTION_BUDGET=1 leaves no room for a container of" in too_small.stderr
