@@ -5,13 +5,37 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS: dict[str, Any] = yaml.safe_load((ROOT / "copier.yml").read_text())
+# copier.yml's Jinja, evaluated as Copier does (it loads the same filters), so that the matrix
+# takes validity and derived answers from there instead of restating them.
+JINJA = jinja2.Environment(extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
+
+
+def defaults(**answers: Any) -> dict[str, Any]:
+    """`answers`, completed with copier.yml's defaults of the questions they leave out."""
+    completed = dict(answers)
+    for key, question in QUESTIONS.items():
+        if key.startswith("_") or key in completed:
+            continue
+        default = question.get("default")
+        if isinstance(default, str) and "{" in default:
+            default = yaml.safe_load(JINJA.from_string(default).render(**completed))
+        completed[key] = default
+    return completed
+
+
+def rejection(question: str, **answers: Any) -> str:
+    """What copier.yml's validator of `question` says of `answers` ("" when it accepts them)."""
+    validator = QUESTIONS[question].get("validator", "")
+    return JINJA.from_string(validator).render(**defaults(**answers)).strip()
 
 
 def choices(question: str) -> list[str]:
@@ -30,8 +54,8 @@ class Features:
 
     @property
     def valid(self) -> bool:
-        """The worker's queue lives in Redis."""
-        return self.redis or not self.worker
+        """Whether copier.yml accepts these answers (the worker's queue lives in Redis)."""
+        return not rejection("worker", worker=self.worker, redis=self.redis)
 
     @property
     def id(self) -> str:
@@ -47,6 +71,7 @@ class Variant:
     serverless_platform: str | None
     features: Features
     project_name: str | None = None  # None: copier.yml's default
+    services: tuple[str, ...] = ()  # extra services beside the API
 
     @property
     def answers(self) -> dict[str, Any]:
@@ -61,17 +86,20 @@ class Variant:
             answers["serverless_platform"] = self.serverless_platform
         if self.project_name:
             answers["project_name"] = self.project_name
+        if self.services:
+            answers["services"] = list(self.services)
         return answers
 
-    @property
+    @cached_property
     def deploy_target(self) -> str:
-        """The platform it deploys to: vercel, modal, railway, vm or k8s."""
-        return self.serverless_platform or {"paas": "railway"}.get(self.topology, self.topology)
+        """The platform it deploys to: vercel, modal, railway, vm or k8s (copier.yml derives it)."""
+        return str(defaults(**self.answers)["deploy_target"])
 
     @property
     def id(self) -> str:
         named = re.sub(r"\W+", "-", self.project_name.lower()) if self.project_name else ""
-        return "-".join(filter(None, [self.deploy_target, self.features.id, named]))
+        services = "+".join(self.services)
+        return "-".join(filter(None, [self.deploy_target, self.features.id, services, named]))
 
 
 TARGETS = [
@@ -82,10 +110,18 @@ TARGETS = [
 ALL_FEATURES = [Features(*flags) for flags in itertools.product([True, False], repeat=3)]
 FEATURES = [features for features in ALL_FEATURES if features.valid]
 
-VARIANTS = [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES]
+# Extra services, on each topology whose answers copier.yml's `services` validator accepts with
+# them: every feature on, and two services.
+TWO_SERVICES = ("search", "memory")
+WITH_SERVICES = [
+    Variant(topology, platform, Features(True, True, True), services=TWO_SERVICES)
+    for (topology, platform) in TARGETS
+    if not rejection("services", topology=topology, services=list(TWO_SERVICES))
+]
+VARIANTS = [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES] + WITH_SERVICES
 INVALID = [Variant(t, p, f) for (t, p) in TARGETS for f in ALL_FEATURES if not f.valid]
 # One variant per distinct service code (topology does not change the service).
-SERVICES = [Variant(QUESTIONS["topology"]["default"], None, f) for f in FEATURES]
+CODE_VARIANTS = [Variant(QUESTIONS["topology"]["default"], None, f) for f in FEATURES]
 DEFAULT = Variant(
     QUESTIONS["topology"]["default"],
     None,

@@ -34,12 +34,12 @@ VERSION = "v0.0.0-test"
 
 def image_key(variant: Variant) -> str:
     """Variants with the same key render the same Dockerfile, lock file and source."""
-    # Railway builds without cache mounts; Modal's app module joins the source.
-    if variant.deploy_target in {"railway", "modal"} or (
-        variant.deploy_target == "vercel" and variant.features.worker
-    ):
+    # Railway builds without cache mounts; Modal's app module joins the source; serverless
+    # settings serve no metrics by default.
+    if variant.deploy_target == "railway" or variant.topology == "serverless":
         return f"{variant.deploy_target}-{variant.features.id}"
-    return variant.features.id
+    # Extra services add their packages to the source.
+    return "-".join([variant.features.id, *variant.services])
 
 
 GROUPS: dict[str, list[Variant]] = defaultdict(list)
@@ -197,6 +197,26 @@ def test_image(render: Render, variant: Variant) -> None:
             worker.stop(timeout=30)
             assert worker.wait()["StatusCode"] == 0
             assert time.monotonic() - started < 10
+
+        # Each extra service: the same image, its own command, no database or Redis settings.
+        for service in variant.services:
+            served = env.run(
+                tag,
+                service,
+                command=[slug, "serve", service],
+                environment={"ENVIRONMENT": "production", "API_KEY": API_KEY, "PORT": "8000"},
+                ports={"8000/tcp": ("127.0.0.1", None)},
+            )
+            wait_healthy(served)
+            at = f"http://127.0.0.1:{published_port(served, 8000)}"
+            assert http("GET", f"{at}/health") == (200, {"status": "ok"})
+            assert http("GET", f"{at}/health/ready")[0] == 200
+            assert http("GET", f"{at}/version")[1]["image_tag"] == VERSION
+            assert http("GET", f"{at}/{service}/hello")[0] == 401
+            status, hello = http("GET", f"{at}/{service}/hello", headers=key)
+            assert (status, hello["service"]) == (200, service), hello
+            served.stop(timeout=30)
+            assert served.wait()["StatusCode"] == 0
 
         api.stop(timeout=30)
         assert api.wait()["StatusCode"] == 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Render
-from .matrix import DEPLOY_TARGETS, NAMED, SERVICES, Variant, full_variant
+from .matrix import CODE_VARIANTS, DEPLOY_TARGETS, NAMED, WITH_SERVICES, Variant, full_variant
 
 pytestmark = pytest.mark.project
 
@@ -42,7 +42,7 @@ def nox(
     )
 
 
-@pytest.mark.parametrize("variant", SERVICES, ids=lambda variant: variant.features.id)
+@pytest.mark.parametrize("variant", CODE_VARIANTS, ids=lambda variant: variant.features.id)
 def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
     result = nox(render(variant), "-s", "lint", "tests")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
@@ -50,8 +50,11 @@ def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
 
 @pytest.mark.parametrize(
     "variant",
-    [full_variant(target) for target in DEPLOY_TARGETS if full_variant(target) not in SERVICES],
-    ids=lambda variant: variant.deploy_target,
+    [
+        *(full_variant(t) for t in DEPLOY_TARGETS if full_variant(t) not in CODE_VARIANTS),
+        *WITH_SERVICES,
+    ],
+    ids=lambda variant: variant.id,
 )
 def test_every_deploy_target_lints_and_tests(render: Render, variant: Variant) -> None:
     result = nox(render(variant), "-s", "lint", "tests")
@@ -109,7 +112,7 @@ def wait_ready(url: str, log: Path, timeout: float = 240) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "variant",
-    [v for v in SERVICES if v.features.pgvector and v.features.redis],
+    [v for v in CODE_VARIANTS if v.features.pgvector and v.features.redis],
     ids=lambda variant: variant.features.id,
 )
 def test_dev_serves_without_docker(render: Render, variant: Variant, tmp_path: Path) -> None:

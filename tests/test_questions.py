@@ -35,6 +35,23 @@ BAD_ANSWERS = [
     ({"embedding_dimensions": "abc"}, "embedding_dimensions", "must be a whole number"),
     ({"embedding_dimensions": "12.5"}, "embedding_dimensions", 'not "12.5"'),
     ({"embedding_dimensions": ""}, "embedding_dimensions", "must be a whole number"),
+    ({"topology": "k8s", "services": "search"}, "services", "must be a list of names"),
+    ({"topology": "k8s", "services": None}, "services", "must be a list of names"),
+    ({"topology": "k8s", "services": ["Search"]}, "services", 'The service name "Search" must'),
+    ({"topology": "k8s", "services": ["a" * 21]}, "services", "at most 20 characters"),
+    ({"topology": "k8s", "services": ["search", "worker"]}, "services", "a component every"),
+    ({"topology": "k8s", "services": ["migrate"]}, "services", "a component every"),
+    ({"topology": "k8s", "services": ["on"]}, "services", "reads as a boolean or null"),
+    ({"topology": "k8s", "services": ["my-service"]}, "services", "the project's own name"),
+    ({"topology": "k8s", "services": ["my_service"]}, "services", "single hyphens"),
+    ({"topology": "k8s", "services": ["a", "b", "a"]}, "services", '"a" is listed twice'),
+    ({"topology": "vm", "services": ["search"]}, "services", "run on the k8s topology"),
+    ({"topology": "paas", "services": ["search"]}, "services", "topology paas deploys the API"),
+    (
+        {"topology": "serverless", "serverless_platform": "modal", "services": ["search"]},
+        "services",
+        "answer services=[] or topology=k8s",
+    ),
     (
         {"topology": "serverless", "serverless_platform": "vercel", "python_version": "3.11"},
         "serverless_platform",
@@ -67,6 +84,7 @@ def test_bad_answers_are_rejected_naming_the_question(
     [
         ("embedding_dimensions=abc", "embedding_dimensions"),
         ("python_version=3.10", "python_version"),
+        ("services=[search, search]", "services"),
     ],
 )
 def test_the_cli_names_the_question_of_a_bad_answer(

@@ -66,6 +66,8 @@ COMMON = {
     f"{PACKAGE}/readers.py",
     f"{PACKAGE}/resources.py",
     f"{PACKAGE}/schemas.py",
+    f"{PACKAGE}/services/__init__.py",
+    f"{PACKAGE}/web.py",
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_config.py",
@@ -85,6 +87,12 @@ WORKER = {
     f"{PACKAGE}/api/jobs.py",
     "tests/test_worker.py",
 }
+# Each extra service: a package of its own; their tests are one file.
+SERVICE = {
+    f"{PACKAGE}/services/{{module}}/{name}"
+    for name in ("__init__.py", "app.py", "config.py", "routes.py")
+}
+SERVICES = {"tests/test_services.py"}
 
 # Jinja left in the output. Not Jinja: GitHub expressions (`${{ }}`) and docker/metadata-action's
 # tag patterns (`{{version}}`).
@@ -116,6 +124,11 @@ def expected_files(variant: Variant, package: str) -> set[str]:
         files |= REDIS
     if variant.features.worker:
         files |= WORKER
+    if variant.services:
+        files |= SERVICES
+    for service in variant.services:
+        module = service.replace("-", "_")
+        files |= {name.format(package="{package}", module=module) for name in SERVICE}
     return {name.format(package=package) for name in files} | targets.files(variant)
 
 

@@ -208,9 +208,9 @@ def releases(project: Path, directory: Path) -> dict[str, Path]:
     v3 = copy(v2, "v3")
     v4 = copy(v3, "v4")
     edit(
-        v4 / "src/my_service/api/health.py",
-        '    return Health(status="ok")',
-        '    raise RuntimeError("this release is broken")',
+        v4 / "src/my_service/web.py",
+        '        return Health(status="ok")',
+        '        raise RuntimeError("this release is broken")',
     )
     for version, path in (("0.2.0", v2), ("0.3.0", v3), ("0.4.0", v4)):
         edit(path / "pyproject.toml", 'version = "0.1.0"', f'version = "{version}"')
