@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,17 @@ import yaml
 from .conftest import Render
 from .deploy import commands, dry_run, nox
 from .fakes import Fakes, artifact, k8s
-from .matrix import QUESTIONS, Variant, full_variant, variants_of
+from .matrix import QUESTIONS, WITH_SERVICES, Variant, full_variant, variants_of
 
 SLUG = k8s.SLUG
 IMAGE = k8s.IMAGE
 DOMAIN = "api.example.com"
 ENVIRONMENTS = ["staging", "production"]
 HOSTS = {"staging": f"staging.{DOMAIN}", "production": DOMAIN}
-VARIANTS = variants_of("k8s")
 FULL = full_variant("k8s")
+# The full variant with the services search and memory.
+[SERVICES] = [variant for variant in WITH_SERVICES if variant.deploy_target == "k8s"]
+VARIANTS = [*variants_of("k8s"), SERVICES]
 VERSION_LABEL = "app.kubernetes.io/version"
 
 variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
@@ -60,8 +62,16 @@ def matching(calls: list[list[str]], *words: str) -> list[list[str]]:
 
 
 def components(variant: Variant) -> list[str]:
-    """The components of a variant, in the order a release switches them."""
-    return (["worker"] if variant.features.worker else []) + ["api"]
+    """The components of a variant, in the order a release switches them: the worker, the
+    services by name, the api."""
+    return (["worker"] if variant.features.worker else []) + sorted(variant.services) + ["api"]
+
+
+def others(variant: Variant) -> str:
+    """The selector of what a release applies before it migrates: all but the components."""
+    return (
+        f"app.kubernetes.io/component notin ({','.join(sorted([*components(variant), 'migrate']))})"
+    )
 
 
 def namespace(environment: str) -> str:
@@ -86,12 +96,7 @@ def test_deploy_plan_builds_locks_migrates_then_rolls_out_worker_first(
         position(calls, "version"),
         position(calls, "create", "--filename=-", where),
         position(calls, "get", "configmap", f"{SLUG}-releases", where),
-        position(
-            calls,
-            "apply",
-            "--filename=-",
-            "--selector=app.kubernetes.io/component notin (api,worker,migrate)",
-        ),
+        position(calls, "apply", "--filename=-", f"--selector={others(FULL)}"),
         position(calls, "delete", "job", job, where, "--ignore-not-found"),
         position(calls, "apply", "--selector=app.kubernetes.io/component=migrate"),
         position(calls, "wait", f"job/{job}", "--for=jsonpath={.status.conditions[0].status}=True"),
@@ -123,13 +128,17 @@ def test_deploy_plan_builds_locks_migrates_then_rolls_out_worker_first(
 
 @variants
 def test_deploy_plan_rolls_out_the_variants_components(render: Render, variant: Variant) -> None:
-    calls = argv(dry_run(render(variant), "deploy", "production", "--version", "sha-abc1234"))
+    plan = dry_run(render(variant), "deploy", "production", "--version", "sha-abc1234")
+    calls = argv(plan)
     rolled = [call[3] for call in matching(calls, "rollout", "status")]
     assert rolled == [f"deployment/{SLUG}-{component}" for component in components(variant)]
-    applied = [call[-1] for call in matching(calls, "apply") if "component=" in call[-1]]
+    applied = [call[-1] for call in matching(calls, "apply") if "component" in call[-1]]
     assert applied == [
-        f"--selector=app.kubernetes.io/component={c}" for c in ["migrate", *components(variant)]
+        f"--selector={others(variant)}",
+        *(f"--selector=app.kubernetes.io/component={c}" for c in ["migrate", *components(variant)]),
     ]
+    # A dry run builds nothing: it names the base's components.
+    assert f"components, as deploy/k8s/base has them: {', '.join(components(variant))}" in plan
 
 
 @environments
@@ -191,6 +200,7 @@ class Cluster:
     fakes: Fakes
     project: Path
     env: dict[str, str]
+    variant: Variant = FULL
 
     def release(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """Run `nox -s deploy|rollback -- ARGS`' engine to the end."""
@@ -223,16 +233,16 @@ class Cluster:
             component: (
                 k8s.serving(state, f"{SLUG}-{environment}", f"{SLUG}-{component}") or {}
             ).get("version")
-            for component in components(FULL)
+            for component in components(self.variant)
         }
 
     def history(self) -> list[tuple[str, str]]:
         return [(e["action"], e["version"]) for e in k8s.history(self.state(), f"{SLUG}-staging")]
 
 
-def cluster_for(project: Path, root: Path, **setup: str) -> Cluster:
+def cluster_for(project: Path, root: Path, *, variant: Variant = FULL, **setup: str) -> Cluster:
     fakes = Fakes(root, "k8s", ("kubectl", "docker", "kind"))
-    return Cluster(fakes, project, k8s.setup(fakes, **setup))
+    return Cluster(fakes, project, k8s.setup(fakes, **setup), variant)
 
 
 @pytest.fixture
@@ -241,8 +251,24 @@ def cluster(render: Render, tmp_path: Path) -> Cluster:
     return cluster_for(render(FULL), tmp_path / "cluster")
 
 
-def everywhere(version: str | None) -> dict[str, str | None]:
-    return dict.fromkeys(components(FULL), version)
+@pytest.fixture
+def with_services(render: Render, tmp_path: Path) -> Cluster:
+    """The full variant with the services search and memory, and an empty fake cluster."""
+    return cluster_for(render(SERVICES), tmp_path / "cluster", variant=SERVICES)
+
+
+def everywhere(version: str | None, variant: Variant = FULL) -> dict[str, str | None]:
+    return dict.fromkeys(components(variant), version)
+
+
+def switched(calls: list[list[str]], *words: str) -> list[str]:
+    """The components whose Deployment the calls with `words` (patch, rollout status) name."""
+    return [
+        word.removeprefix(f"deployment/{SLUG}-")
+        for call in matching(calls, *words)
+        for word in call
+        if word.startswith("deployment/")
+    ]
 
 
 def test_deploys_record_releases_and_label_what_runs(cluster: Cluster) -> None:
@@ -275,7 +301,7 @@ def test_the_release_writes_the_secret_from_the_environment_and_nowhere_else(
         assert secret not in output
     # It reached kubectl through its standard input, never through a file.
     apply = matching(cluster.calls(), "apply", "--filename=-", "--server-side")[0]
-    assert "--selector=app.kubernetes.io/component notin (api,worker,migrate)" in apply
+    assert f"--selector={others(FULL)}" in apply
     builds = matching(cluster.calls(), "kustomize")
     scratch = Path(builds[-1][2]).parent
     assert not scratch.exists(), "the release's scratch directory outlived the deploy"
@@ -366,6 +392,86 @@ def test_an_api_that_does_not_become_ready_puts_back_the_serving_release(
         assert sets[-1]["template"]["metadata"]["labels"][VERSION_LABEL] == "v1"
     assert cluster.history() == [("deploy", "v1")]
     assert matching(calls, "rollout", "undo") == []
+
+
+def test_a_release_switches_the_worker_the_services_by_name_then_the_api(
+    with_services: Cluster,
+) -> None:
+    cluster = with_services
+    output = cluster.deploy("v1")
+    assert "    components: worker, memory, search, api\n" in output
+    assert switched(cluster.calls(), "rollout", "status") == ["worker", "memory", "search", "api"]
+    assert cluster.serving() == everywhere("v1", SERVICES)
+    # One image for every component, each container named after its component.
+    for component in components(SERVICES):
+        deployment = cluster.deployment(component)
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert (container["name"], container["image"]) == (component, f"{IMAGE}:v1")
+        assert deployment["metadata"]["labels"][VERSION_LABEL] == "v1"
+        assert deployment["spec"]["template"]["metadata"]["labels"][VERSION_LABEL] == "v1"
+    [entry] = k8s.history(cluster.state(), f"{SLUG}-staging")
+    assert entry["artifacts"] == dict.fromkeys(components(SERVICES), f"{IMAGE}:v1")
+    apply = matching(cluster.calls(), "apply", "--filename=-", "--server-side")[0]
+    assert f"--selector={others(SERVICES)}" in apply
+
+
+def test_a_rollback_switches_the_services_back_with_the_rest(with_services: Cluster) -> None:
+    cluster = with_services
+    cluster.deploy("v1")
+    cluster.deploy("v2")
+    since = len(cluster.calls())
+    back = cluster.release("rollback", "staging")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert switched(cluster.calls()[since:], "patch") == components(SERVICES)
+    assert cluster.serving() == everywhere("v1", SERVICES)
+    assert cluster.history()[-1] == ("rollback", "v1")
+
+
+def test_a_service_that_does_not_become_ready_puts_back_every_component_switched(
+    with_services: Cluster,
+) -> None:
+    cluster = with_services
+    cluster.deploy("v1")
+    since = len(cluster.calls())
+    k8s.publish(cluster.fakes, cluster.project, "v2")
+    cluster.fakes.update(lambda s: k8s.break_deployment(s, f"{SLUG}-staging", f"{SLUG}-search"))
+    result = cluster.release("deploy", "staging", "--version", "v2")
+    assert result.returncode == 1
+    assert (
+        "deploy failed: the search did not become ready with v2 (its pods are listed above); "
+        "v1 serves as before." in result.stderr
+    )
+    calls = cluster.calls()[since:]
+    # The api never got v2; the search, the memory and the worker went back, last switched first.
+    assert switched(calls, "apply", "--selector=app.kubernetes.io/component=api") == []
+    assert switched(calls, "patch") == ["search", "memory", "worker"]
+    assert cluster.serving() == everywhere("v1", SERVICES)
+    assert cluster.history() == [("deploy", "v1")]
+
+
+def test_a_service_added_after_a_release_keeps_serving_when_rolled_back_to_it(
+    render: Render, tmp_path: Path
+) -> None:
+    before = cluster_for(render(FULL), tmp_path / "cluster")
+    before.deploy("v1")
+    after = replace(before, project=render(SERVICES), variant=SERVICES)
+    after.deploy("v2")
+    since = len(after.calls())
+    back = after.release("rollback", "staging")
+    assert back.returncode == 0, back.stdout + back.stderr
+    for service in ("memory", "search"):
+        assert f"the {service} keeps serving {IMAGE}:v2: v1 had no {service}" in back.stdout
+    assert switched(after.calls()[since:], "patch") == ["worker", "api"]
+    assert after.serving() == {"worker": "v1", "memory": "v2", "search": "v2", "api": "v1"}
+    # The history records what runs after the rollback.
+    last = k8s.history(after.state(), f"{SLUG}-staging")[-1]
+    assert (last["action"], last["version"]) == ("rollback", "v1")
+    assert last["artifacts"] == {
+        "worker": f"{IMAGE}:v1",
+        "api": f"{IMAGE}:v1",
+        "memory": f"{IMAGE}:v2",
+        "search": f"{IMAGE}:v2",
+    }
 
 
 def test_a_first_release_that_fails_records_nothing(cluster: Cluster) -> None:
@@ -886,20 +992,30 @@ def test_every_container_has_probes_and_resources(
                 assert set(container["resources"][bound]) == {"cpu", "memory"}, name
             if name in deployments:
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), name
-    api = built.one("Deployment", f"{SLUG}-api")["spec"]["template"]["spec"]["containers"][0]
-    assert api["ports"] == [
-        {"name": "http", "containerPort": 8000},
-        {"name": "metrics", "containerPort": 9000},
-    ]
-    paths = {
-        probe: api[probe]["httpGet"]
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe")
-    }
-    assert paths == {
-        "startupProbe": {"path": "/health", "port": "http"},
-        "readinessProbe": {"path": "/health/ready", "port": "http"},
-        "livenessProbe": {"path": "/health", "port": "http"},
-    }
+    # The api and every service: the same ports, probes, shutdown and spread over the nodes.
+    for component in ["api", *variant.services]:
+        pod = built.one("Deployment", f"{SLUG}-{component}")["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["ports"] == [
+            {"name": "http", "containerPort": 8000},
+            {"name": "metrics", "containerPort": 9000},
+        ]
+        paths = {
+            probe: container[probe]["httpGet"]
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+        }
+        assert paths == {
+            "startupProbe": {"path": "/health", "port": "http"},
+            "readinessProbe": {"path": "/health/ready", "port": "http"},
+            "livenessProbe": {"path": "/health", "port": "http"},
+        }, component
+        assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}, component
+        [spread] = pod["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": SLUG,
+            "app.kubernetes.io/component": component,
+        }
     if variant.features.worker:
         worker = built.one("Deployment", f"{SLUG}-worker")["spec"]["template"]["spec"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -928,10 +1044,34 @@ def test_migration_job_runs_the_releases_image_and_the_images_migration(
         ]
         assert worker["image"] == api["image"]
         assert worker["args"] == compose["worker"]["command"]
+    # The image's default command serves the api; a service is the same image, its own command.
+    for service in variant.services:
+        [container] = built.one("Deployment", f"{SLUG}-{service}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert container["image"] == api["image"]
+        assert container["args"] == [SLUG, "serve", service]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
     assert job["spec"]["activeDeadlineSeconds"] > 0
+
+
+@pytest.mark.validate
+@environments
+def test_the_services_pods_read_the_api_key_and_no_other_secret(
+    releases: Releases, environment: str
+) -> None:
+    built = releases[SERVICES, environment]
+    for service in SERVICES.services:
+        [container] = built.one("Deployment", f"{SLUG}-{service}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        [config] = container["envFrom"]
+        assert set(config) == {"configMapRef"}
+        assert config["configMapRef"]["name"].startswith(f"{SLUG}-config-")
+        secret = {"secretKeyRef": {"name": f"{SLUG}-secrets", "key": "API_KEY"}}
+        assert container["env"] == [{"name": "API_KEY", "valueFrom": secret}]
 
 
 @each_release
@@ -960,12 +1100,19 @@ def test_release_wiring(releases: Releases, variant: Variant, environment: str) 
     names = {(o["kind"], o["metadata"]["name"]) for o in built.objects}
     for obj in built.objects:
         assert obj["metadata"]["namespace"] == f"{SLUG}-{environment}", obj["metadata"]["name"]
-    # The autoscaler scales a Deployment that exists, and owns its replica count.
-    [hpa] = built.of("HorizontalPodAutoscaler")
-    target = hpa["spec"]["scaleTargetRef"]
-    assert target["apiVersion"] == "apps/v1"
-    assert ("Deployment", target["name"]) in names
-    assert "replicas" not in built.one("Deployment", target["name"])["spec"]
+    # Each Deployment has an autoscaler, on CPU and memory, that owns its replica count, and a
+    # disruption budget.
+    deployments = {f"{SLUG}-{component}" for component in components(variant)}
+    assert {d["metadata"]["name"] for d in built.of("Deployment")} == deployments
+    targets = {}
+    for hpa in built.of("HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+        targets[target["name"]] = {m["resource"]["name"] for m in hpa["spec"]["metrics"]}
+        assert "replicas" not in built.one("Deployment", target["name"])["spec"]
+    assert targets == {name: {"cpu", "memory"} for name in deployments}
+    budgets = [p["spec"]["selector"]["matchLabels"] for p in built.of("PodDisruptionBudget")]
+    assert sorted(b["app.kubernetes.io/component"] for b in budgets) == sorted(components(variant))
     # Services, the PodDisruptionBudget and network policies select pods that exist.
     templates = [o["spec"]["template"]["metadata"]["labels"] for o in built.of("Deployment")]
     selectors = [s["spec"]["selector"] for s in built.of("Service")]
@@ -988,11 +1135,20 @@ def test_release_wiring(releases: Releases, variant: Variant, environment: str) 
     [rule] = ingress["spec"]["rules"]
     assert rule["host"] == HOSTS[environment]
     assert ingress["spec"]["tls"][0]["hosts"] == [HOSTS[environment]]
-    [path] = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": f"{SLUG}-api", "port": {"name": "http"}}
-    # The Service, so the Ingress, reaches the http port only: never the metrics port.
-    service = built.one("Service", f"{SLUG}-api")
-    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    # `/` to the api, `/<service>` and what is under it to each service.
+    routes = {path["path"]: path for path in rule["http"]["paths"]}
+    assert set(routes) == {"/", *(f"/{service}" for service in variant.services)}
+    for path, route in routes.items():
+        component = path.strip("/") or "api"
+        assert route["pathType"] == "Prefix"
+        assert route["backend"]["service"] == {
+            "name": f"{SLUG}-{component}",
+            "port": {"name": "http"},
+        }
+    # The Services, so the Ingress, reach the http port only: never the metrics port.
+    for component in ["api", *variant.services]:
+        service = built.one("Service", f"{SLUG}-{component}")
+        assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
     # Pods stop within their grace period: preStop sleep, then SHUTDOWN_TIMEOUT_SECONDS.
     config = built.one("ConfigMap", next(n for k, n in names if n.startswith(f"{SLUG}-config-")))
     assert config["data"]["ENVIRONMENT"] == environment
@@ -1043,6 +1199,12 @@ def peer(namespace: str, name: str) -> str:
     )
 
 
+def own(component: str) -> str:
+    """A NetworkPolicy peer: the pods of one of the service's components, in its namespace."""
+    labels = {"app.kubernetes.io/name": SLUG, "app.kubernetes.io/component": component}
+    return json.dumps({"podSelector": {"matchLabels": labels}}, sort_keys=True)
+
+
 @each_release
 def test_network_policies_admit_the_proxy_prometheus_and_the_services_the_pods_call(
     releases: Releases, variant: Variant, environment: str
@@ -1054,24 +1216,29 @@ def test_network_policies_admit_the_proxy_prometheus_and_the_services_the_pods_c
     assert default["policyTypes"] == ["Ingress", "Egress"]  # nothing else comes in or goes out
     outbound = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
     outbound |= {("TCP", 6379)} if variant.features.redis else set()
+    proxy = (peer("nginx-ingress", "nginx-ingress"), "TCP", 8000)
+    prometheus = (peer("monitoring", "prometheus"), "TCP", 9000)
     for workload in built.of("Deployment"):
         pod = workload["spec"]["template"]
-        # DNS, the managed services and HTTPS, to any address.
-        assert admitted(policies, pod, "egress") == {(None, *port) for port in outbound}
+        component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+        # DNS, the managed services and HTTPS, to any address; the api, the services' http port.
+        calls = {(own(service), "TCP", 8000) for service in variant.services}
+        expected = {(None, *port) for port in outbound} | (calls if component == "api" else set())
+        assert admitted(policies, pod, "egress") == expected, component
         inbound = admitted(policies, pod, "ingress")
-        if workload["metadata"]["name"] == f"{SLUG}-api":
+        if component == "api":
             # The ingress controller to the http port; Prometheus to the metrics port; no one else.
-            assert inbound == {
-                (peer("nginx-ingress", "nginx-ingress"), "TCP", 8000),
-                (peer("monitoring", "prometheus"), "TCP", 9000),
-            }
+            assert inbound == {proxy, prometheus}
+        elif component in variant.services:
+            # The same, and the api's pods to the http port.
+            assert inbound == {proxy, prometheus, (own("api"), "TCP", 8000)}, component
         else:
-            assert inbound == set(), workload["metadata"]["name"]
+            assert inbound == set(), component
 
 
 @pytest.mark.validate
 def test_environments_differ_only_where_the_overlays_say(releases: Releases) -> None:
-    staging, production = (releases[FULL, environment] for environment in ENVIRONMENTS)
+    staging, production = (releases[SERVICES, environment] for environment in ENVIRONMENTS)
 
     def shape(release: Release) -> set[tuple[str, str]]:
         return {
@@ -1079,14 +1246,20 @@ def test_environments_differ_only_where_the_overlays_say(releases: Releases) -> 
         }
 
     assert shape(staging) == shape(production)
-    bounds = {
-        release.environment: (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
-        for release in (staging, production)
-        for hpa in release.of("HorizontalPodAutoscaler")
+
+    def bounds(release: Release) -> dict[str, tuple[int, int]]:
+        return {
+            hpa["metadata"]["name"].removeprefix(f"{SLUG}-"): (
+                hpa["spec"]["minReplicas"],
+                hpa["spec"]["maxReplicas"],
+            )
+            for hpa in release.of("HorizontalPodAutoscaler")
+        }
+
+    # Staging runs one pod of each; production two at least, and fewer workers than api pods at
+    # most: each holds database connections.
+    assert bounds(staging) == dict.fromkeys(components(SERVICES), (1, 2))
+    assert bounds(production) == {
+        **dict.fromkeys(components(SERVICES), (2, 10)),
+        "worker": (2, 4),
     }
-    assert bounds["staging"][1] < bounds["production"][1]
-    workers = {
-        release.environment: release.one("Deployment", f"{SLUG}-worker")["spec"]["replicas"]
-        for release in (staging, production)
-    }
-    assert workers == {"staging": 1, "production": 2}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import copier
 import pytest
 import yaml
 
-from .matrix import DEPLOY_TARGETS, ROOT, Variant, full_variant
+from .matrix import DEPLOY_TARGETS, ROOT, WITH_SERVICES, Variant, full_variant
 from .repos import commit_all, edit, git
 from .test_project import ISOLATED_ENV
 from .test_render import expected_files
@@ -106,8 +107,8 @@ def user_edits(project: Path) -> None:
     )
     edit(
         api / "__init__.py",
-        "router.include_router(health.router)\n",
-        "router.include_router(health.router)\nrouter.include_router(ping.router)\n",
+        "router.include_router(documents.router)\n",
+        "router.include_router(documents.router)\nrouter.include_router(ping.router)\n",
     )
     routers = api / "__init__.py"
     imports = next(
@@ -140,15 +141,20 @@ def user_edits(project: Path) -> None:
     commit_all(project, "Our changes")
 
 
+def project_files(project: Path) -> set[str]:
+    """The project's files, as paths relative to it: what git tracks or would (.gitignore'd
+    environments and caches left out)."""
+    listed = git(project, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    return {name for name in listed.split("\0") if name and (project / name).is_file()}
+
+
 def conflict_markers(project: Path) -> dict[str, int]:
     """Files with inline conflict markers, and how many."""
     found = {}
-    for path in project.rglob("*"):
-        if ".git" in path.parts or not path.is_file():
-            continue
-        count = path.read_text(errors="replace").count("<<<<<<<")
+    for name in project_files(project):
+        count = (project / name).read_text(errors="replace").count("<<<<<<<")
         if count:
-            found[path.relative_to(project).as_posix()] = count
+            found[name] = count
     return found
 
 
@@ -239,10 +245,48 @@ def test_enabling_the_worker_on_update_adds_its_files(
         for path in project.rglob("*")
         if path.is_file() and ".git" not in path.relative_to(project).parts
     }
-    assert files == expected_files(with_worker)
+    assert files == expected_files(with_worker, PACKAGE)
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["worker"] is True
     if deploy_target == "vm":
         nox_lint_and_tests(project)
+
+
+@pytest.mark.parametrize("with_services", WITH_SERVICES, ids=lambda variant: variant.id)
+def test_adding_and_removing_a_service_on_update(
+    template: Path, tmp_path: Path, with_services: Variant
+) -> None:
+    first, second = with_services.services
+    one = replace(with_services, services=(first,))
+    project = render(template, tmp_path / "project", one)
+    user_edits(project)
+    # The team's own change to the first service's example route.
+    routes = project / "src" / PACKAGE / "services" / first.replace("-", "_") / "routes.py"
+    routes.write_text(routes.read_text() + "\n\n# Our note about this service.\n")
+    commit_all(project, "Our note")
+
+    before = project_files(project)
+
+    update(project, "v1.0.0", data={"services": [first, second]})
+
+    # Exactly the second service's files and wiring arrive; every edit stays.
+    added = expected_files(with_services, PACKAGE) - expected_files(one, PACKAGE)
+    assert added
+    assert project_files(project) == before | added
+    assert "# Our note about this service." in routes.read_text()
+    assert "default=10," in (project / "src" / PACKAGE / "config.py").read_text()
+    assert "Our team keeps secrets in the vault." in (project / "README.md").read_text()
+    assert conflict_markers(project) == {}
+    assert list(project.rglob("*.rej")) == []
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["services"] == [first, second]
+    nox_lint_and_tests(project)
+    commit_all(project, "Add the second service")
+
+    # Removing it (docs/updating.md) takes its files away again, and only those.
+    update(project, "v1.0.0", data={"services": [first]})
+    assert project_files(project) == before
+    assert "# Our note about this service." in routes.read_text()
+    assert conflict_markers(project) == {}
 
 
 def test_user_owned_migrations_are_never_rewritten(template: Path, tmp_path: Path) -> None:
@@ -250,13 +294,61 @@ def test_user_owned_migrations_are_never_rewritten(template: Path, tmp_path: Pat
     migration = project / "src" / PACKAGE / "migrations/versions/0001_documents.py"
     shipped = migration.read_text()
     edit(
-        template / "template/src/{{package_name}}/migrations/versions/0001_documents.py.jinja",
+        template
+        / "template/src/{{package_name}}/migrations/versions"
+        / "{% if pgvector %}0001_documents.py{% endif %}.jinja",
         'sa.Column("title", sa.String(length=200), nullable=False),',
         'sa.Column("title", sa.String(length=300), nullable=False),',
     )
     commit_all(template, "Slipway 2.0.0", tag="v2.0.0")
     update(project, "v2.0.0")
     assert migration.read_text() == shipped
+
+
+K8S_COMPONENTS = "template/{% if deploy_target in ['vm', 'k8s'] %}deploy{% endif %}/" + (
+    "{% if deploy_target == 'k8s' %}k8s{% endif %}/components"
+)
+
+
+def test_the_apis_autoscaler_and_budget_keep_edits_under_their_new_names(tmp_path: Path) -> None:
+    # Slipway 0.1 named the api's autoscaler hpa.yaml and its budget pdb.yaml; 0.2 has a file per
+    # component (api-hpa.yaml, ...), and copier.yml's migration moves the two before merging.
+    template = tmp_path / "slipway"
+    template.mkdir()
+    for part in TEMPLATE_PARTS:
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy2
+        copy(ROOT / part, template / part)
+    git(template, "init", "-q", "-b", "main")
+    components = template / K8S_COMPONENTS
+    for directory, kind in (("autoscaling", "hpa"), ("disruption-budget", "pdb")):
+        (components / directory / f"api-{kind}.yaml.jinja").rename(
+            components / directory / f"{kind}.yaml.jinja"
+        )
+        edit(
+            components / directory / "kustomization.yaml.jinja",
+            f"  - {{{{ component }}}}-{kind}.yaml",
+            f"  - {{{{ '{kind}.yaml' if component == 'api' else component ~ '-{kind}.yaml' }}}}",
+        )
+    commit_all(template, "Slipway 0.1.0", tag="v0.1.0")
+    project = render(template, tmp_path / "project", full_variant("k8s"), ref="v0.1.0")
+    autoscaling = project / "deploy/k8s/components/autoscaling"
+    edit(autoscaling / "hpa.yaml", "maxReplicas: 10", "maxReplicas: 30")
+    commit_all(project, "Scale further")
+    shutil.rmtree(template / "template")
+    shutil.copytree(ROOT / "template", template / "template")
+    commit_all(template, "Slipway 0.2.0", tag="v0.2.0")
+
+    update(project, "v0.2.0")
+
+    assert not (autoscaling / "hpa.yaml").exists()
+    assert not (project / "deploy/k8s/components/disruption-budget/pdb.yaml").exists()
+    assert (project / "deploy/k8s/components/disruption-budget/api-pdb.yaml").is_file()
+    # As for any moved file (see the next test), copier compares the versions whole: the user's
+    # line is marked for review against the template's, and the template's new lines merge.
+    moved = (autoscaling / "api-hpa.yaml").read_text()
+    assert "<<<<<<< before updating\n  maxReplicas: 30\n=======\n  maxReplicas: 10\n" in moved
+    assert "name: memory" in moved
+    assert conflict_markers(project) == {"deploy/k8s/components/autoscaling/api-hpa.yaml": 1}
 
 
 def test_a_moved_file_keeps_user_edits_through_a_migration(template: Path, tmp_path: Path) -> None:
@@ -272,12 +364,14 @@ def test_a_moved_file_keeps_user_edits_through_a_migration(template: Path, tmp_p
     scripts = template / "template/scripts"
     (scripts / "backup.py.jinja").rename(scripts / "db_backup.py.jinja")
     edit(scripts / "db_backup.py.jinja", '"""Before a migration:', '"""Before every migration:')
-    edit(template / "template/noxfile.py.jinja", '"scripts.backup"', '"scripts.db_backup"')
+    migrate = template / "template/scripts/migrate.py.jinja"
+    edit(migrate, "from . import backup, services", "from . import db_backup, services")
+    edit(migrate, "(status := backup.main())", "(status := db_backup.main())")
     edit(
         template / "copier.yml",
-        "_message_after_copy:",
+        "_migrations:\n",
         "_migrations:\n  - version: v2.0.0\n    when: \"{{ _stage == 'before' }}\"\n"
-        "    command: [git, mv, scripts/backup.py, scripts/db_backup.py]\n\n_message_after_copy:",
+        "    command: [git, mv, scripts/backup.py, scripts/db_backup.py]\n",
     )
     commit_all(template, "Slipway 2.0.0", tag="v2.0.0")
 
@@ -291,4 +385,4 @@ def test_a_moved_file_keeps_user_edits_through_a_migration(template: Path, tmp_p
     assert "# Our staging host is local too." in moved
     assert '"""Before every migration:' in moved
     assert conflict_markers(project) == {"scripts/db_backup.py": 2}
-    assert '"scripts.db_backup"' in (project / "noxfile.py").read_text()
+    assert "from . import db_backup, services" in (project / "scripts/migrate.py").read_text()

@@ -15,10 +15,12 @@ from .matrix import VARIANTS, Variant
 pytestmark = pytest.mark.validate
 variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
 
-# yamllint: GitHub's `on:` is a key, not a boolean; long lines are the formatters' business.
+# yamllint: GitHub's `on:` is a key, not a boolean; long lines are the formatters' business;
+# Copier writes .copier-answers.yml with its lists unindented (each file keeps to one style).
 YAMLLINT_CONFIG = (
     "{extends: default, rules: {truthy: {check-keys: false}, line-length: disable,"
-    " document-start: disable, comments: {min-spaces-from-content: 1}}}"
+    " document-start: disable, comments: {min-spaces-from-content: 1},"
+    " indentation: {indent-sequences: consistent}}}"
 )
 
 

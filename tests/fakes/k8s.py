@@ -53,6 +53,13 @@ KINDS = {
     "secret": "Secret",
 }
 GROUPS = {"Deployment": "apps", "Job": "batch", "Lease": "coordination.k8s.io"}
+# The fields of envFrom and env[].valueFrom that name an object a pod reads.
+REFERENCES = (
+    ("configMapRef", "ConfigMap"),
+    ("secretRef", "Secret"),
+    ("configMapKeyRef", "ConfigMap"),
+    ("secretKeyRef", "Secret"),
+)
 
 Object = dict[str, Any]
 
@@ -194,10 +201,13 @@ def image_of(template: Object) -> str:
 
 
 def references_exist(cluster: dict[str, Any], namespace: str, template: Object) -> bool:
-    """Whether the ConfigMaps and Secrets a pod reads exist (else it cannot start)."""
+    """Whether the ConfigMaps and Secrets a pod reads, whole or a key, exist (else it cannot
+    start)."""
     for container in template["spec"]["containers"]:
-        for source in container.get("envFrom", []):
-            for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+        values = [variable.get("valueFrom", {}) for variable in container.get("env", [])]
+        sources = [*container.get("envFrom", []), *values]
+        for source in sources:
+            for field, kind in REFERENCES:
                 if field in source:
                     name = source[field]["name"]
                     if key(namespace, kind, name) not in cluster["objects"]:

@@ -19,9 +19,9 @@ COMPONENTS = {
     "components/ingress/kustomization.yaml",
     "components/ingress/ingress.yaml",
     "components/autoscaling/kustomization.yaml",
-    "components/autoscaling/hpa.yaml",
+    "components/autoscaling/api-hpa.yaml",
     "components/disruption-budget/kustomization.yaml",
-    "components/disruption-budget/pdb.yaml",
+    "components/disruption-budget/api-pdb.yaml",
     "components/network-policy/kustomization.yaml",
     "components/network-policy/egress.yaml",
     "components/network-policy/egress-https.yaml",
@@ -39,7 +39,22 @@ CLUSTER = {
     "cluster/namespace-production.yaml",
     "cluster/cluster-issuer.yaml",
 }
-WORKER = {"base/worker-deployment.yaml"}
+WORKER = {
+    "base/worker-deployment.yaml",
+    "components/autoscaling/worker-hpa.yaml",
+    "components/disruption-budget/worker-pdb.yaml",
+}
+
+
+# Each service's, and the api's permission to call them.
+SERVICE = {
+    "base/{service}-deployment.yaml",
+    "base/{service}-service.yaml",
+    "components/network-policy/{service}-ingress.yaml",
+    "components/autoscaling/{service}-hpa.yaml",
+    "components/disruption-budget/{service}-pdb.yaml",
+}
+CALLS = {"components/network-policy/api-egress.yaml"}
 
 
 def files(variant: Variant) -> set[str]:
@@ -47,5 +62,7 @@ def files(variant: Variant) -> set[str]:
     manifests = BASE | COMPONENTS | OVERLAYS | CLUSTER
     if variant.features.worker:
         manifests |= WORKER
+    for service in variant.services:
+        manifests |= {name.format(service=service) for name in SERVICE} | CALLS
     tools = {"scripts/deploy/k8s.py", ".github/kubectl.Dockerfile"}
     return tools | {f"deploy/k8s/{name}" for name in manifests}
