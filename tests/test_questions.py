@@ -45,12 +45,15 @@ BAD_ANSWERS = [
     ({"topology": "k8s", "services": ["my-service"]}, "services", "the project's own name"),
     ({"topology": "k8s", "services": ["my_service"]}, "services", "single hyphens"),
     ({"topology": "k8s", "services": ["a", "b", "a"]}, "services", '"a" is listed twice'),
-    ({"topology": "vm", "services": ["search"]}, "services", "run on the k8s topology"),
-    ({"topology": "paas", "services": ["search"]}, "services", "topology paas deploys the API"),
+    (
+        {"topology": "serverless", "serverless_platform": "vercel", "services": ["search"]},
+        "services",
+        "Extra services run on the k8s, vm and paas topologies",
+    ),
     (
         {"topology": "serverless", "serverless_platform": "modal", "services": ["search"]},
         "services",
-        "answer services=[] or topology=k8s",
+        "topology serverless deploys the API only: answer services=[] or another topology",
     ),
     (
         {"topology": "serverless", "serverless_platform": "vercel", "python_version": "3.11"},

@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import Render
 from .fakes import Fakes, Load, State, record
-from .matrix import Variant, full_variant
+from .matrix import WITH_SERVICES, Variant, full_variant
 from .repos import EXPAND, git
 
 pytestmark = pytest.mark.scenarios
@@ -141,11 +141,18 @@ class Scene:
 
 def scene(render: Render, name: str, directory: Path) -> Scene:
     target: Target = load_target(name)
-    variant: Variant = full_variant(name)
+    variant = scenario_variant(name)
     repo = make_repository(render(variant), directory)
     fakes = Fakes(directory / "platform", name, target.tools)
     env = target.prepare(fakes, repo.path)
     return Scene(target, fakes, repo, env)
+
+
+def scenario_variant(name: str) -> Variant:
+    """What a target's scenarios release: its variant with the extra services where it runs
+    them, else its variant with every feature."""
+    extra = [variant for variant in WITH_SERVICES if variant.deploy_target == name]
+    return extra[0] if extra else full_variant(name)
 
 
 each_target = pytest.mark.parametrize("name", targets())

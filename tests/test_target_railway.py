@@ -22,12 +22,13 @@ from .conftest import Render
 from .deploy import dry_run, nox
 from .fakes import Fakes, State
 from .fakes import railway as fake
-from .matrix import QUESTIONS, Variant, variants_of
+from .matrix import QUESTIONS, WITH_SERVICES, Variant, variants_of
 from .test_release_scenarios import ENVIRONMENT, Repository, git, make_repository
 
 VARIANTS = variants_of("railway")
 WITH_WORKER = next(v for v in VARIANTS if v.features.worker)
 WITHOUT_WORKER = next(v for v in VARIANTS if not v.features.worker)
+[WITH_EXTRA] = [variant for variant in WITH_SERVICES if variant.deploy_target == "railway"]
 ENVIRONMENTS = ["staging", "production"]
 API_URL = "https://backboard.railway.com/graphql/v2"
 EXPORT = "'<temporary directory>/source'"  # where a dry run exports the commit to
@@ -38,13 +39,15 @@ environments = pytest.mark.parametrize("environment", ENVIRONMENTS)
 
 
 def services(variant: Variant) -> list[str]:
-    """The Railway services a project of `variant` runs, in release order."""
-    return ["worker", "api"] if variant.features.worker else ["api"]
+    """The Railway services a project of `variant` runs, in release order: the worker, the
+    extra services by name, the API."""
+    worker = ["worker"] if variant.features.worker else []
+    return [*worker, *sorted(variant.services), "api"]
 
 
 def configs(variant: Variant) -> dict[str, str]:
     """Each Railway service and its config-as-code file."""
-    return {service: fake.CONFIGS[service] for service in services(variant)}
+    return {service: fake.config_path(service) for service in services(variant)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +154,19 @@ def test_every_service_migrates_before_its_new_code_starts(
         deploy = read_config(project, service, variant)["deploy"]
         assert deploy["preDeployCommand"] == ["my-service migrate"], service
     assert 'add_parser("migrate"' in read(project, "src/my_service/__main__.py")
+
+
+def test_each_extra_service_serves_its_app_and_is_checked_for_readiness(render: Render) -> None:
+    project = render(WITH_EXTRA)
+    api = read_config(project, "api", WITH_EXTRA)["deploy"]
+    readme = read(project, "README.md")
+    for service in WITH_EXTRA.services:
+        deploy = read_config(project, service, WITH_EXTRA)["deploy"]
+        assert deploy["startCommand"] == f"my-service serve {service}"
+        # Everything else as the API's: the same image, readiness, handover and migration.
+        assert {k: v for k, v in deploy.items() if k != "startCommand"} == api
+        assert f"**Railway Config File** to `/railway.{service}.json`" in readme
+        assert f"`{service.upper()}_URL`" in readme  # where the API calls it
 
 
 @variants
@@ -444,7 +460,7 @@ def railway(render: Render, tmp_path: Path, request: pytest.FixtureRequest) -> I
 
 
 each_variant = pytest.mark.parametrize(
-    "railway", [WITH_WORKER, WITHOUT_WORKER], ids=lambda v: v.id, indirect=True
+    "railway", [WITH_WORKER, WITHOUT_WORKER, WITH_EXTRA], ids=lambda v: v.id, indirect=True
 )
 
 
@@ -511,6 +527,41 @@ def test_rollback_rebuilds_the_earlier_commit_with_the_variables_of_today(
         ("rollback", "v1"),
     ]
     assert entries[-1]["artifacts"] == {s: d["id"] for s, d in railway.live().items()}
+
+
+@pytest.mark.parametrize("railway", [WITH_EXTRA], ids=lambda v: v.id, indirect=True)
+def test_a_rollback_to_a_release_without_a_service_leaves_the_service_running(
+    railway: Railway,
+) -> None:
+    railway.deploy("v1")
+    extra = sorted(WITH_EXTRA.services)
+
+    def added_after_v1(platform: dict[str, Any]) -> None:
+        """v1's entry as a release from before the extra services were added records it."""
+        shared = platform["variables"]["shared"]
+        [entry] = [json.loads(line) for line in shared["RELEASE_HISTORY"].splitlines()]
+        entry["artifacts"] = {k: v for k, v in entry["artifacts"].items() if k not in extra}
+        shared["RELEASE_HISTORY"] = json.dumps(entry) + "\n"
+
+    railway.change(added_after_v1)
+    railway.deploy("v2")
+    v2 = railway.live()
+    uploads = len(railway.deployments())
+    result = railway.release("rollback", ENVIRONMENT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{', '.join(extra)}: not in v1, so left as they run" in result.stdout
+
+    live = railway.live()
+    for service in railway.services:
+        expected = "v2" if service in extra else "v1"
+        assert live[service]["artifact"]["version"] == expected, service
+    assert [d["service"] for d in railway.deployments()[uploads:]] == ["worker", "api"]
+    rollback = railway.history()[-1]
+    assert rollback["action"] == "rollback"
+    assert rollback["artifacts"] == {service: live[service]["id"] for service in railway.services}
+    assert {service: live[service]["id"] for service in extra} == {
+        service: v2[service]["id"] for service in extra
+    }
 
 
 def test_rollback_needs_the_commit_of_the_release(railway: Railway) -> None:

@@ -24,10 +24,11 @@ from docker.models.containers import Container
 from . import containers
 from .conftest import Render
 from .deploy import BARE_ENV, commands, dry_run, nox
-from .matrix import QUESTIONS, Variant, full_variant, variants_of
+from .matrix import QUESTIONS, WITH_SERVICES, Variant, full_variant, variants_of
 
 VARIANTS = variants_of("vm")
 FULL = full_variant("vm")
+SERVICES = next(variant for variant in WITH_SERVICES if variant.deploy_target == "vm")
 ENVIRONMENTS = ["staging", "production"]
 SSH = "ssh -p 22 -o BatchMode=yes '$VM_USER@$VM_HOST'"
 ON_HOST = f"{SSH} 'cd /srv/my-service && "  # every command but the first runs in the project
@@ -236,6 +237,11 @@ class Host:
 @pytest.fixture
 def host(render: Render, tmp_path: Path) -> Host:
     """An empty project directory with its .env, and the fake `docker` first on PATH."""
+    return make_host(render(FULL), tmp_path)
+
+
+def make_host(project: Path, tmp_path: Path) -> Host:
+    """The host of `project`: an empty directory with its .env; the fake `docker` on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(FAKE_DOCKER)
@@ -250,7 +256,7 @@ def host(render: Render, tmp_path: Path) -> Host:
         "VM_DRAIN_SECONDS": "0",
         "DOCKER_CALLS": str(tmp_path / "docker-calls"),
     }
-    return Host(render(FULL), directory, tmp_path / "docker-calls", env)
+    return Host(project, directory, tmp_path / "docker-calls", env)
 
 
 def test_first_release_goes_to_blue(host: Host) -> None:
@@ -331,6 +337,69 @@ def test_unhealthy_release_puts_the_worker_back_and_the_live_colour_keeps_servin
         "compose up --detach --no-deps --wait --wait-timeout 120 worker",
     ]
     assert not [call for call in calls if "nginx" in call]
+
+
+def test_every_service_switches_with_the_api_in_one_release(render: Render, tmp_path: Path) -> None:
+    host = make_host(render(SERVICES), tmp_path)
+    host.after(("v1", "blue"))  # before the services were added
+    result = host.release("deploy", "--version", "v2")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    v1, v2 = f"{host.image}:v1", f"{host.image}:v2"
+    settings = host.settings()
+    for component in ("API", "SEARCH", "MEMORY"):
+        assert settings[f"{component}_GREEN_IMAGE"] == v2
+    # The blue slots of services new to the host hold a placeholder; they never ran.
+    assert settings["API_BLUE_IMAGE"] == settings["SEARCH_BLUE_IMAGE"] == v1
+    assert host.live_colour() == "green"
+    assert host.records()[-1]["artifacts"] == dict.fromkeys(
+        ("worker", "memory", "search", "api"), v2
+    )
+    calls = host.docker()
+    # The slots of the idle colour start together, the services before the API that calls them;
+    # one reload sends traffic to all of them; the old colour stops as a whole.
+    assert_in_order(
+        calls,
+        [
+            "compose run --rm migrate",
+            "--wait-timeout 120 worker",
+            "--wait-timeout 120 memory-green search-green api-green",
+            "exec -T memory-green",
+            "exec -T search-green",
+            "exec -T api-green",
+            "nginx -s reload",
+            "compose stop memory-blue search-blue api-blue",
+        ],
+    )
+    assert len([call for call in calls if "nginx -s reload" in call]) == 1
+
+    # A rollback to a release without the services keeps them on what serves (the older API
+    # never calls them); everything else goes back.
+    result = host.release("rollback")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert host.live_colour() == "blue"
+    settings = host.settings()
+    assert settings["API_BLUE_IMAGE"] == settings["WORKER_IMAGE"] == v1
+    assert settings["SEARCH_BLUE_IMAGE"] == settings["MEMORY_BLUE_IMAGE"] == v2
+    assert host.records()[-1]["artifacts"] == {"worker": v1, "memory": v2, "search": v2, "api": v1}
+
+
+def test_a_service_that_never_becomes_healthy_stops_the_whole_colour(
+    render: Render, tmp_path: Path
+) -> None:
+    host = make_host(render(SERVICES), tmp_path)
+    host.after(("v1", "blue"))
+    before = (host.directory / "releases.jsonl").read_text()
+    result = host.release("deploy", "--version", "v2", fails="exec -T search-green")
+
+    assert result.returncode != 0
+    assert "search-green is not ready with v2; v1 serves as before" in result.stdout
+    assert (host.directory / "releases.jsonl").read_text() == before
+    assert host.live_colour() == "blue"
+    assert host.docker()[-2:] == [
+        "compose stop memory-green search-green api-green",
+        "compose up --detach --no-deps --wait --wait-timeout 120 worker",
+    ]
 
 
 def test_two_rollbacks_walk_back_two_releases_and_a_third_refuses(host: Host) -> None:
@@ -455,6 +524,17 @@ SLOTS = {
     "WORKER_IMAGE": "registry.example/app:v2",
     "MIGRATE_IMAGE": "registry.example/app:v3",
 }
+
+
+def slots_of(variant: Variant) -> dict[str, str]:
+    """The images of SLOTS, and each service's slots like the API's."""
+    images = dict(SLOTS)
+    for service in variant.services:
+        for colour in ("BLUE", "GREEN"):
+            images[f"{service.upper()}_{colour}_IMAGE"] = SLOTS[f"API_{colour}_IMAGE"]
+    return images
+
+
 SECRETS = {"POSTGRES_PASSWORD": "0123456789abcdef"}
 
 
@@ -494,7 +574,7 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     ports = {"HTTP_PORT": "127.0.0.1:18080", "HTTPS_PORT": "127.0.0.1:18443"}
-    result = compose_config(project, tmp_path, {**SLOTS, **SECRETS, **ports})
+    result = compose_config(project, tmp_path, {**slots_of(variant), **SECRETS, **ports})
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
 
@@ -509,6 +589,7 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
     }
     expected |= {"redis"} if variant.features.redis else set()
     expected |= {"worker"} if variant.features.worker else set()
+    expected |= {f"{name}-{colour}" for name in variant.services for colour in ("blue", "green")}
     assert set(services) == expected
     assert not [name for name, service in services.items() if "build" in service]
     assert services["api-blue"]["image"] == SLOTS["API_BLUE_IMAGE"]
@@ -516,6 +597,16 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
     assert services["migrate"]["image"] == SLOTS["MIGRATE_IMAGE"]
     if variant.features.worker:
         assert services["worker"]["image"] == SLOTS["WORKER_IMAGE"]
+    # Each service runs the image's `serve NAME` in slots like the API's, which calls the
+    # service's slot of its own colour.
+    for name in variant.services:
+        for colour in ("blue", "green"):
+            slot = services[f"{name}-{colour}"]
+            assert slot["image"] == services[f"api-{colour}"]["image"]
+            assert slot["command"] == ["my-service", "serve", name]
+            url = services[f"api-{colour}"]["environment"][f"{name.upper()}_URL"]
+            assert url == f"http://{name}-{colour}:8000"
+            assert slot["environment"]["PORT"] == "8000"
     # Only nginx is reachable from outside, on the addresses and ports it was given.
     published = {name: service["ports"] for name, service in services.items() if "ports" in service}
     assert {
@@ -752,6 +843,14 @@ def stream(port: int, path: str) -> tuple[list[tuple[float, str]], float]:
         connection.close()
 
 
+def routes(port: int) -> dict[str, str]:
+    """The slot that answers each path: a service's own, one that only starts like them, `/`."""
+    paths = ["/"]
+    for service in SERVICES.services:
+        paths += [f"/{service}/hello", f"/{service}x/"]
+    return {path: ask(port, path)[0].body.split("|")[0] for path in paths}
+
+
 def python_image(project: Path) -> str:
     """The Python image for the stand-ins: CI's local one, else the Dockerfile's default."""
     if value := os.environ.get("PYTHON_IMAGE"):
@@ -761,15 +860,15 @@ def python_image(project: Path) -> str:
     return match.group(1)
 
 
-def stand_in(lab: containers.Lab, image: str, colour: str) -> Container:
-    """Start the `colour` slot's stand-in on the API's port and the metrics port."""
+def stand_in(lab: containers.Lab, image: str, slot: str) -> Container:
+    """Start a slot's stand-in (`api-blue`) on the app port and the metrics port."""
     security = "\n".join(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())
-    return lab.run(image, f"api-{colour}", command=["python", "-c", STAND_IN, colour, security])
+    return lab.run(image, slot, command=["python", "-c", STAND_IN, slot, security])
 
 
 @pytest.mark.validate
 def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -> None:
-    project = render(FULL)
+    project = render(SERVICES)
     image = containers.base_image("NGINX_IMAGE", project / "deploy/vm")
     python = python_image(project)
     openssl = shutil.which("openssl")
@@ -798,7 +897,9 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
     command = [part.replace("$$", "$") for part in compose["services"]["nginx"]["command"]]
 
     with containers.lab("slipway-vmh") as lab:
-        blue = stand_in(lab, python, "blue")
+        blue = stand_in(lab, python, "api-blue")
+        for service in SERVICES.services:
+            stand_in(lab, python, f"{service}-blue")
         nginx = lab.run(
             image,
             "nginx",
@@ -814,7 +915,8 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
         assert exit_code == 0, output.decode()
         http_port = containers.published_port(nginx, 80)
         https_port = containers.published_port(nginx, 443)
-        containers.eventually(lambda: ask(https_port, "/")[0].status == 200)
+        every_slot = ["/", *(f"/{service}/hello" for service in SERVICES.services)]
+        containers.eventually(lambda: all(ask(https_port, p)[0].status == 200 for p in every_slot))
 
         [challenge] = ask(http_port, "/.well-known/acme-challenge/token-123", tls=False)
         assert (challenge.status, challenge.body) == (200, "token-123.thumbprint")
@@ -825,7 +927,8 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
         forged = {"X-Request-ID": "req-1", "X-Forwarded-For": "203.0.113.9"}
         [answer] = ask(https_port, "/documents", headers=forged)
         colour, request_id, forwarded_for, proto, host, upgrade, connection = answer.body.split("|")
-        assert (colour, request_id, proto, host) == ("blue", "req-1", "https", "api.example.com")
+        assert (colour, request_id, proto) == ("api-blue", "req-1", "https")
+        assert host == "api.example.com"
         assert forwarded_for != "203.0.113.9"  # nginx says who connected; clients cannot
         assert (upgrade, connection) == ("", "")  # no upgrade asked for, none passed on
         # The API's security headers, each once: nginx adds none of its own but HSTS, whose
@@ -841,6 +944,10 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
         upgrade_headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
         [upgraded] = ask(https_port, "/socket", headers=upgrade_headers)
         assert upgraded.body.endswith("|websocket|upgrade")
+        # Each service's routes go to its slot of the live colour, the rest to the API.
+        assert routes(https_port) == {
+            f"/{service}/hello": f"{service}-blue" for service in SERVICES.services
+        } | {"/": "api-blue", **{f"/{service}x/": "api-blue" for service in SERVICES.services}}
         [big] = ask(https_port, "/big", headers={"Accept-Encoding": "gzip"})
         assert big.headers["Content-Encoding"] == "gzip"
 
@@ -868,7 +975,7 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
             assert not answer.body.startswith("metrics of"), answer.body
         reach = "import urllib.request as u; print(u.urlopen('http://api-blue:9000/').read())"
         exit_code, output = blue.exec_run(["python", "-c", reach])
-        assert (exit_code, b"metrics of blue" in output) == (0, True), output.decode()
+        assert (exit_code, b"metrics of api-blue" in output) == (0, True), output.decode()
 
         # Rate limiting: 200 requests at once exceed the burst of 40 on top of 20 a second.
         flood = ask(https_port, "/", times=200, headers={"X-Request-ID": "req-429"})
@@ -889,7 +996,11 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
 
         down = containers.eventually(unavailable, timeout=15)
         down.nginx_error(502, "req-502")
-        stand_in(lab, python, "green")
+        for slot in ("api-green", *(f"{service}-green" for service in SERVICES.services)):
+            stand_in(lab, python, slot)
         exit_code, output = nginx.exec_run(["sh", "-c", "nginx -t && nginx -s reload"])
         assert exit_code == 0, output.decode()
-        containers.eventually(lambda: ask(https_port, "/")[0].body.startswith("green|"))
+        containers.eventually(lambda: all(ask(https_port, p)[0].status == 200 for p in every_slot))
+        assert routes(https_port) == {
+            f"/{service}/hello": f"{service}-green" for service in SERVICES.services
+        } | {"/": "api-green", **{f"/{service}x/": "api-green" for service in SERVICES.services}}

@@ -1,11 +1,13 @@
 """Slow tier: the single-VM stack end to end, on this machine's Docker engine, under load.
 
-Builds v1, v2 (adds a column), v3 and a broken v4 of the vm variant and releases them with the
-project's own release engine (VM_HOST=local) while two threads send HTTPS requests through nginx
-on loopback, reading and writing. The scenarios: rollbacks across the migration that walk back
-and then refuse, a release that never becomes healthy, two deploys at once, and a deploy killed as
-it starts each of its commands and run again. No request may fail; build/e2e-results.json gets
-the counts per scenario. Requests are bounded in number and rate, and go to 127.0.0.1 only.
+Builds v1, v2 (adds a column), v3 and a broken v4 of the vm variant with two extra services and
+releases them with the project's own release engine (VM_HOST=local) while two threads send HTTPS
+requests through nginx on loopback, reading and writing, to the API and to both services; after
+every release, all three serve the same release. The scenarios: rollbacks across the migration
+that walk back and then refuse, a release that never becomes healthy, two deploys at once, and a
+deploy killed as it starts each of its commands and run again. No request may fail;
+build/e2e-results.json gets the counts per scenario. Requests are bounded in number and rate, and
+go to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pytest
 
 from .conftest import Render
 from .containers import base_image, build, eventually
-from .matrix import full_variant
+from .matrix import WITH_SERVICES
 from .repos import EXPAND, edit
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +47,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "build" / "e2e-results.json"
 MAX_REQUESTS = 40_000
 # Below the per-client rate limit of deploy/vm/nginx/api.conf (20 requests a second).
 PAUSE = 0.125  # seconds between requests, per thread
+# The vm variant with every feature and two extra services, each released blue-green with the API.
+[VARIANT] = [variant for variant in WITH_SERVICES if variant.deploy_target == "vm"]
+# What the reading thread asks in turn: the API's readiness, and each service's example route.
+READS = ["/health/ready", *(f"/{service}/hello" for service in VARIANT.services)]
 
 
 @dataclass
@@ -102,7 +108,7 @@ class Traffic:
                     if status == 201:
                         self.created.append(body["id"])
                 else:
-                    status, _ = self.call("GET", "/health/ready" if kind else "/version")
+                    status, _ = self.call("GET", READS[number % len(READS)] if kind else "/version")
                 if status not in (200, 201):
                     self._failures.append(f"request {number}: HTTP {status}")
             except (OSError, http.client.HTTPException) as error:
@@ -282,10 +288,16 @@ class Stack:
         return "".join(output)
 
     def serving(self) -> str:
-        """The release label the API reports through nginx."""
+        """The release label the API reports through nginx, once every service reports it too."""
         status, body = self.traffic.call("GET", "/version")
         assert status == 200, body
-        return str(body["image_tag"])
+        labels = {"api": body["image_tag"]}
+        for service in VARIANT.services:
+            status, body = self.traffic.call("GET", f"/{service}/hello")
+            assert status == 200, body
+            labels[service] = body["release"]
+        assert len(set(labels.values())) == 1, f"the components serve different releases: {labels}"
+        return str(labels["api"])
 
     def history(self) -> list[dict[str, Any]]:
         lines = (self.directory / "releases.jsonl").read_text().splitlines()
@@ -300,7 +312,7 @@ class Stack:
 
 
 def test_releases_under_load(render: Render, tmp_path: Path) -> None:
-    project = render(full_variant("vm"))
+    project = render(VARIANT)
     client = docker.from_env()
     versions = releases(project, tmp_path)
     for version, source in versions.items():

@@ -676,9 +676,15 @@ class Kubernetes:
 
     name = "k8s"
     tools = ("kubectl",)
-    components = ("worker", "api")
     while_locked = f"get configmap {SLUG}-releases"
     namespace = namespace_of("staging")
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What the scenarios' variant releases, in order: it has the extra services."""
+        from ..matrix import TWO_SERVICES  # here, not at the top: the fake CLIs never need it
+
+        return ("worker", *sorted(TWO_SERVICES), "api")
 
     def prepare(self, fakes: Fakes, project: Path) -> dict[str, str]:
         return setup(fakes)

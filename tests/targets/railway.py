@@ -7,7 +7,6 @@ from ..matrix import Variant
 
 def files(variant: Variant) -> set[str]:
     """The railway files of `variant`: config as code per service, and the CLI's npm pin."""
-    configs = (
-        {"railway.json", "railway.worker.json"} if variant.features.worker else {"railway.json"}
-    )
+    names = [*variant.services, *(["worker"] if variant.features.worker else [])]
+    configs = {"railway.json", *(f"railway.{name}.json" for name in names)}
     return {"scripts/deploy/railway.py", "package.json", "package-lock.json", *configs}

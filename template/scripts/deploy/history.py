@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,6 +188,16 @@ class History:
 
     def _next_number(self) -> int:
         return self.entries[-1].number + 1 if self.entries else 1
+
+
+def in_order(found: Iterable[str]) -> tuple[str, ...]:
+    """Components in the order a release switches them.
+
+    The worker first, so that it understands every job the api queues; the services next, by
+    name; the api last, once the services it calls run the release.
+    """
+    rank = {"worker": 0, "api": 2}
+    return tuple(sorted(set(found), key=lambda component: (rank.get(component, 1), component)))
 
 
 def now() -> str:
