@@ -36,10 +36,11 @@ def image_key(variant: Variant) -> str:
     """Variants with the same key render the same Dockerfile, lock file and source."""
     # Railway builds without cache mounts; Modal's app module joins the source; serverless
     # settings serve no metrics by default.
-    if variant.deploy_target == "railway" or variant.topology == "serverless":
-        return f"{variant.deploy_target}-{variant.features.id}"
     # Extra services add their packages to the source.
-    return "-".join([variant.features.id, *variant.services])
+    key = [variant.features.id, *variant.services]
+    if variant.deploy_target == "railway" or variant.topology == "serverless":
+        key.insert(0, variant.deploy_target)
+    return "-".join(key)
 
 
 GROUPS: dict[str, list[Variant]] = defaultdict(list)
