@@ -55,6 +55,7 @@ COMMON = {
     f"{PACKAGE}/dependencies.py",
     f"{PACKAGE}/errors.py",
     f"{PACKAGE}/logs.py",
+    f"{PACKAGE}/metrics.py",
     f"{PACKAGE}/middleware.py",
     f"{PACKAGE}/migrations/__init__.py",
     f"{PACKAGE}/migrate.py",
@@ -93,10 +94,19 @@ SERVICE = {
     for name in ("__init__.py", "app.py", "config.py", "routes.py")
 }
 SERVICES = {"tests/test_services.py"}
+# Where Prometheus can scrape the service: its alert rules, their tests and the runbook.
+MONITORING = {
+    "monitoring/alerts.yml",
+    "monitoring/alerts.test.yml",
+    "monitoring/RUNBOOK.md",
+    "tests/test_monitoring.py",
+}
 
-# Jinja left in the output. Not Jinja: GitHub expressions (`${{ }}`) and docker/metadata-action's
-# tag patterns (`{{version}}`).
-UNRENDERED = re.compile(r"(?<!\$)\{\{(?!(version|major|minor|patch)\}\})|\{%|\{#|\.jinja\b")
+# Jinja left in the output. Not Jinja: GitHub expressions (`${{ }}`), docker/metadata-action's
+# tag patterns (`{{version}}`), and Go templates (`{{ $value }}` in alert rules, `{{.State}}`).
+UNRENDERED = re.compile(
+    r"(?<!\$)\{\{(?!(version|major|minor|patch)\}\}| \$|\.)|\{%|\{#|\.jinja\b"
+)
 PARSERS = {
     ".yml": yaml.safe_load,
     ".yaml": yaml.safe_load,
@@ -126,6 +136,8 @@ def expected_files(variant: Variant, package: str) -> set[str]:
         files |= WORKER
     if variant.services:
         files |= SERVICES
+    if variant.topology != "serverless":
+        files |= MONITORING
     for service in variant.services:
         module = service.replace("-", "_")
         files |= {name.format(package="{package}", module=module) for name in SERVICE}

@@ -851,10 +851,10 @@ def with_components(project: Path, directory: Path, *components: str) -> Path:
 
 
 @pytest.mark.validate
-def test_the_prometheus_component_scrapes_the_metrics_port_the_network_policy_opens(
+def test_the_monitoring_component_scrapes_the_metrics_port_and_loads_the_alert_rules(
     render: Render, tmp_path: Path
 ) -> None:
-    project = with_components(render(FULL), tmp_path, "prometheus")
+    project = with_components(render(FULL), tmp_path, "monitoring")
     objects = kustomize(project / "deploy/k8s/overlays/staging")
     [monitor] = [o for o in objects if o["kind"] == "PodMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
@@ -862,15 +862,28 @@ def test_the_prometheus_component_scrapes_the_metrics_port_the_network_policy_op
     assert monitor["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
-    [api] = [
-        o for o in objects if o["metadata"]["name"] == f"{SLUG}-api" and o["kind"] == "Deployment"
+    # Jobs are components, as the alert rules name them.
+    assert endpoint["relabelings"] == [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+            "targetLabel": "job",
+        }
     ]
-    template = api["spec"]["template"]
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
-    )
-    ports = {port["name"] for port in template["spec"]["containers"][0]["ports"]}
-    assert "metrics" in ports
+    [rules] = [o for o in objects if o["kind"] == "PrometheusRule"]
+    assert rules["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
+    assert rules["spec"] == yaml.safe_load((project / "monitoring/alerts.yml").read_text())
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments} == {
+        "api",
+        "worker",
+        *FULL.services,
+    }
+    for deployment in deployments:
+        template = deployment["spec"]["template"]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+        ports = {port["name"] for port in template["spec"]["containers"][0]["ports"]}
+        assert "metrics" in ports, deployment["metadata"]["name"]
     [policy] = [o for o in objects if o["metadata"]["name"] == f"{SLUG}-metrics"]
     assert [port["port"] for port in policy["spec"]["ingress"][0]["ports"]] == ["metrics"]
 
@@ -1232,8 +1245,8 @@ def test_network_policies_admit_the_proxy_prometheus_and_the_services_the_pods_c
         elif component in variant.services:
             # The same, and the api's pods to the http port.
             assert inbound == {proxy, prometheus, (own("api"), "TCP", 8000)}, component
-        else:
-            assert inbound == set(), component
+        else:  # the worker: Prometheus only
+            assert inbound == {prometheus}, component
 
 
 @pytest.mark.validate

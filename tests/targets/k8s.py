@@ -29,8 +29,9 @@ COMPONENTS = {
     "components/network-policy/metrics-ingress.yaml",
     "components/external-secrets/kustomization.yaml",
     "components/external-secrets/external-secret.yaml",
-    "components/prometheus/kustomization.yaml",
-    "components/prometheus/pod-monitor.yaml",
+    "components/monitoring/kustomization.yaml",
+    "components/monitoring/pod-monitor.yaml",
+    "components/monitoring/prometheus-rule.yaml",
 }
 OVERLAYS = {"overlays/staging/kustomization.yaml", "overlays/production/kustomization.yaml"}
 CLUSTER = {

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from . import DISTRIBUTION, api
 from .api.health import CHECKS
 from .config import Settings, get_settings
+from .metrics import PoolCollector
 from .resources import open_resources
 from .web import build_app
 
@@ -22,4 +23,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=DISTRIBUTION,
         resources=partial(open_resources, settings),
         checks=CHECKS,
+        collectors=lambda resources: [PoolCollector(resources.engine)],
     )

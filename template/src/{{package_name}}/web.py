@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Annotated, Any, Literal, cast
@@ -20,12 +20,13 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, Security, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel
 
 from . import DISTRIBUTION, errors
 from .config import HttpSettings
+from .metrics import build_info, process_registry, registered, serve_metrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from .probes import HEALTH_PATH, READY_PATH
 
@@ -140,25 +141,6 @@ def probe_router(checks: Mapping[str, Check]) -> APIRouter:
     return router
 
 
-@contextmanager
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Iterator[None]:
-    """Serve `registry` to Prometheus on its own port (0: not at all), never on the public one."""
-    if not port:
-        yield
-        return
-    try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        msg = f"cannot serve metrics on {host}:{port} ({exc}): set METRICS_PORT to a free one, or 0"
-        raise RuntimeError(msg) from exc
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @asynccontextmanager
 async def no_resources() -> AsyncIterator[None]:
     """What an app that holds no connections opens: nothing."""
@@ -172,19 +154,28 @@ def build_app(
     title: str,
     resources: Callable[[], AbstractAsyncContextManager[object]] = no_resources,
     checks: Mapping[str, Check] | None = None,
+    collectors: Callable[[Any], Iterable[Collector]] = lambda _: (),
 ) -> FastAPI:
     """An app serving `router` under the HTTP contract; `resources` are open while it serves.
 
-    Readiness asks each of `checks`; with none, the app is ready as soon as it serves.
+    Readiness asks each of `checks`; with none, the app is ready as soon as it serves. Metrics
+    add what `collectors` makes of the open resources.
     """
-    # One registry per app, so that apps built side by side (tests) don't share metrics.
-    registry = CollectorRegistry()
+    registry = process_registry()
+    build_info(
+        registry,
+        version=version(DISTRIBUTION),
+        release=settings.image_tag,
+        git_sha=settings.git_sha,
+        environment=settings.environment,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
         with serve_metrics(registry, settings.host, settings.metrics_port):
             async with resources() as opened:
-                yield {"resources": opened}
+                with registered(registry, collectors(opened)):
+                    yield {"resources": opened}
 
     docs = settings.serves_api_docs
     app = FastAPI(
