@@ -38,6 +38,24 @@ def base_image(variable: str, project: Path) -> str:
     return match.group(1)
 
 
+# Prometheus's tools, from its image (CI: a local stand-in); the official one elsewhere.
+PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE") or "prom/prometheus:v3.5.0"
+ALERTMANAGER_IMAGE = os.environ.get("ALERTMANAGER_IMAGE") or "prom/alertmanager:v0.28.1"
+
+
+def run_tool(image: str, entrypoint: str, *args: str, mounts: dict[Path, str]) -> str:
+    """Run a tool from an image, with `mounts` (host path: container path) read-only: its output,
+    or the test fails with its errors."""
+    volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in mounts.items()}
+    try:
+        output = docker.from_env().containers.run(
+            image, list(args), entrypoint=entrypoint, volumes=volumes, remove=True, stderr=True
+        )
+    except docker.errors.ContainerError as error:
+        raise AssertionError(f"{entrypoint} {' '.join(args)}: {error.stderr!r}") from None
+    return bytes(output).decode()
+
+
 def base_build_args(python_version: str) -> dict[str, str]:
     """Base-image build args set in the environment; unset ones keep the Dockerfile's defaults."""
     names = {

@@ -72,6 +72,7 @@ class Variant:
     features: Features
     project_name: str | None = None  # None: copier.yml's default
     services: tuple[str, ...] = ()  # extra services beside the API
+    monitoring: bool | None = None  # None: copier.yml's default
 
     @property
     def answers(self) -> dict[str, Any]:
@@ -88,6 +89,8 @@ class Variant:
             answers["project_name"] = self.project_name
         if self.services:
             answers["services"] = list(self.services)
+        if self.monitoring is not None:
+            answers["monitoring"] = self.monitoring
         return answers
 
     @cached_property
@@ -95,11 +98,18 @@ class Variant:
         """The platform it deploys to: vercel, modal, railway, vm or k8s (copier.yml derives it)."""
         return str(defaults(**self.answers)["deploy_target"])
 
+    @cached_property
+    def monitored(self) -> bool:
+        """Whether the VM runs Prometheus and the rest of monitoring beside the service."""
+        return bool(defaults(**self.answers)["monitoring"])
+
     @property
     def id(self) -> str:
         named = re.sub(r"\W+", "-", self.project_name.lower()) if self.project_name else ""
         services = "+".join(self.services)
-        return "-".join(filter(None, [self.deploy_target, self.features.id, services, named]))
+        unmonitored = "unmonitored" if self.monitoring is False else ""
+        parts = [self.deploy_target, self.features.id, services, named, unmonitored]
+        return "-".join(filter(None, parts))
 
 
 TARGETS = [
@@ -118,7 +128,13 @@ WITH_SERVICES = [
     for (topology, platform) in TARGETS
     if not rejection("services", topology=topology, services=list(TWO_SERVICES))
 ]
-VARIANTS = [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES] + WITH_SERVICES
+# The VM without its monitoring stack (every other VM variant runs it, copier.yml's default).
+UNMONITORED = Variant(
+    "vm", None, Features(pgvector=False, redis=True, worker=False), monitoring=False
+)
+VARIANTS = (
+    [Variant(t, p, f) for (t, p) in TARGETS for f in FEATURES] + WITH_SERVICES + [UNMONITORED]
+)
 INVALID = [Variant(t, p, f) for (t, p) in TARGETS for f in ALL_FEATURES if not f.valid]
 # One variant per distinct service code (topology does not change the service).
 CODE_VARIANTS = [Variant(QUESTIONS["topology"]["default"], None, f) for f in FEATURES]

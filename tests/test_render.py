@@ -94,19 +94,18 @@ SERVICE = {
     for name in ("__init__.py", "app.py", "config.py", "routes.py")
 }
 SERVICES = {"tests/test_services.py"}
-# Where Prometheus can scrape the service: its alert rules, their tests and the runbook.
+# Where Prometheus can scrape the service: alert rules, their tests, the runbook, a dashboard.
 MONITORING = {
     "monitoring/alerts.yml",
     "monitoring/alerts.test.yml",
     "monitoring/RUNBOOK.md",
+    "monitoring/dashboard.json",
     "tests/test_monitoring.py",
 }
 
 # Jinja left in the output. Not Jinja: GitHub expressions (`${{ }}`), docker/metadata-action's
 # tag patterns (`{{version}}`), and Go templates (`{{ $value }}` in alert rules, `{{.State}}`).
-UNRENDERED = re.compile(
-    r"(?<!\$)\{\{(?!(version|major|minor|patch)\}\}| \$|\.)|\{%|\{#|\.jinja\b"
-)
+UNRENDERED = re.compile(r"(?<!\$)\{\{(?!(version|major|minor|patch)\}\}| \$|\.)|\{%|\{#|\.jinja\b")
 PARSERS = {
     ".yml": yaml.safe_load,
     ".yaml": yaml.safe_load,

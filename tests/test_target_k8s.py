@@ -872,6 +872,11 @@ def test_the_monitoring_component_scrapes_the_metrics_port_and_loads_the_alert_r
     [rules] = [o for o in objects if o["kind"] == "PrometheusRule"]
     assert rules["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
     assert rules["spec"] == yaml.safe_load((project / "monitoring/alerts.yml").read_text())
+    [dashboard] = [o for o in objects if o["metadata"]["name"] == f"{SLUG}-dashboard"]
+    assert dashboard["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    assert json.loads(dashboard["data"][f"{SLUG}.json"]) == json.loads(
+        (project / "monitoring/dashboard.json").read_text()
+    )
     deployments = [o for o in objects if o["kind"] == "Deployment"]
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments} == {
         "api",

@@ -590,6 +590,9 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
     expected |= {"redis"} if variant.features.redis else set()
     expected |= {"worker"} if variant.features.worker else set()
     expected |= {f"{name}-{colour}" for name in variant.services for colour in ("blue", "green")}
+    monitoring = {"prometheus", "alertmanager", "postgres-exporter"}
+    monitoring |= {"redis-exporter"} if variant.features.redis else set()
+    expected |= monitoring if variant.monitored else set()
     assert set(services) == expected
     assert not [name for name, service in services.items() if "build" in service]
     assert services["api-blue"]["image"] == SLOTS["API_BLUE_IMAGE"]
@@ -607,12 +610,17 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
             url = services[f"api-{colour}"]["environment"][f"{name.upper()}_URL"]
             assert url == f"http://{name}-{colour}:8000"
             assert slot["environment"]["PORT"] == "8000"
-    # Only nginx is reachable from outside, on the addresses and ports it was given.
-    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
-    assert {
-        (port["host_ip"], port["published"], port["target"]) for port in published.pop("nginx")
-    } == {("127.0.0.1", "18080", 80), ("127.0.0.1", "18443", 443)}
-    assert published == {}
+    # Only nginx is reachable from outside, on the addresses and ports it was given; Prometheus
+    # and Alertmanager on the host's loopback.
+    published = {
+        name: {(port["host_ip"], port["published"], port["target"]) for port in service["ports"]}
+        for name, service in services.items()
+        if "ports" in service
+    }
+    assert published.pop("nginx") == {("127.0.0.1", "18080", 80), ("127.0.0.1", "18443", 443)}
+    loopback = {"prometheus": {("127.0.0.1", "9090", 9090)}}
+    loopback |= {"alertmanager": {("127.0.0.1", "9093", 9093)}}
+    assert published == (loopback if variant.monitored else {})
     for name, service in services.items():
         assert service["logging"]["options"] == {"max-size": "10m", "max-file": "5"}, name
         one_shot = name in {"migrate", "bootstrap-cert"}
@@ -627,6 +635,66 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
     if variant.features.worker:
         test = services["worker"]["healthcheck"]["test"]
         assert test == ["CMD", "my-service", "healthcheck", "--worker"]
+
+
+@pytest.mark.validate
+@pytest.mark.parametrize("variant", [FULL, SERVICES], ids=lambda variant: variant.id)
+def test_prometheus_and_alertmanager_accept_their_configuration(
+    render: Render, variant: Variant, tmp_path: Path
+) -> None:
+    project = render(variant)
+    # Laid out as a release copies them to the host, with the colour that serves chosen.
+    prometheus = tmp_path / "prometheus"
+    shutil.copytree(project / "deploy/vm/prometheus", prometheus)
+    shutil.copy(prometheus / "green.yml", prometheus / "live.yml")
+    mounts = {prometheus: "/etc/prometheus", project / "monitoring": "/monitoring"}
+    checked = containers.run_tool(
+        containers.PROMETHEUS_IMAGE,
+        "/bin/promtool",
+        "check",
+        "config",
+        "/etc/prometheus/prometheus.yml",
+        mounts=mounts,
+    )
+    assert "SUCCESS: 1 rule files found" in checked, checked
+    targets = yaml.safe_load((prometheus / "live.yml").read_text())
+    assert {group["labels"]["job"]: group["targets"] for group in targets} == {
+        component: [f"{component}-green:9000"] for component in ("api", *variant.services)
+    }
+    containers.run_tool(
+        containers.ALERTMANAGER_IMAGE,
+        "/bin/amtool",
+        "check-config",
+        "/etc/alertmanager/alertmanager.yml",
+        mounts={project / "deploy/vm/alertmanager": "/etc/alertmanager"},
+    )
+
+
+@pytest.mark.validate
+def test_grafana_runs_on_request_on_loopback_with_the_projects_dashboards(
+    render: Render, tmp_path: Path
+) -> None:
+    project = render(FULL)
+    env = {**slots_of(FULL), **SECRETS, "COMPOSE_PROFILES": "grafana"}
+    result = compose_config(project, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    grafana = json.loads(result.stdout)["services"]["grafana"]
+    published = [(port["host_ip"], port["published"], port["target"]) for port in grafana["ports"]]
+    assert published == [("127.0.0.1", "3000", 3000)]
+    mounts = {v["target"]: v["source"] for v in grafana["volumes"] if v["type"] == "bind"}
+    host = tmp_path / "host"
+    assert mounts == {
+        "/etc/grafana/provisioning": str(host / "grafana"),
+        "/monitoring": str(host / "monitoring"),
+    }
+    provisioning = project / "deploy/vm/grafana"
+    [source] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert (source["type"], source["url"]) == ("prometheus", "http://prometheus:9090")
+    [provider] = yaml.safe_load((provisioning / "dashboards/provider.yml").read_text())["providers"]
+    assert provider["options"]["path"] == "/monitoring"
+    assert (project / "monitoring/dashboard.json").is_file()
 
 
 @pytest.mark.validate

@@ -7,17 +7,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import docker
 import pytest
 
 from .conftest import Render
+from .containers import PROMETHEUS_IMAGE, run_tool
 from .matrix import VARIANTS, Variant
 
 pytestmark = pytest.mark.validate
 variants = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
-
-# Prometheus's promtool; CI passes a local stand-in of the official image.
-PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE", "prom/prometheus:v3.5.0")
 
 # yamllint: GitHub's `on:` is a key, not a boolean; long lines are the formatters' business;
 # Copier writes .copier-answers.yml with its lists unindented (each file keeps to one style).
@@ -94,17 +91,16 @@ def test_yaml_passes_yamllint(render: Render, variant: Variant) -> None:
     "variant", [v for v in VARIANTS if v.topology != "serverless"], ids=lambda v: v.id
 )
 def test_alert_rules_pass_promtool_and_their_unit_tests(render: Render, variant: Variant) -> None:
-    monitoring = render(variant) / "monitoring"
-    client = docker.from_env()
-    for command in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
-        try:
-            client.containers.run(
-                PROMETHEUS_IMAGE,
-                command,
-                entrypoint="/bin/promtool",
-                working_dir="/monitoring",
-                volumes={str(monitoring): {"bind": "/monitoring", "mode": "ro"}},
-                remove=True,
-            )
-        except docker.errors.ContainerError as error:
-            pytest.fail(f"promtool {' '.join(command)}: {error.stderr!r}")
+    mounts = {render(variant) / "monitoring": "/monitoring"}
+    run_tool(
+        PROMETHEUS_IMAGE, "/bin/promtool", "check", "rules", "/monitoring/alerts.yml", mounts=mounts
+    )
+    # promtool reads the rule files a test names relative to the test file.
+    run_tool(
+        PROMETHEUS_IMAGE,
+        "/bin/promtool",
+        "test",
+        "rules",
+        "/monitoring/alerts.test.yml",
+        mounts=mounts,
+    )

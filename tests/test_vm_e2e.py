@@ -6,8 +6,10 @@ requests through nginx on loopback, reading and writing, to the API and to both 
 every release, all three serve the same release. The scenarios: rollbacks across the migration
 that walk back and then refuse, a release that never becomes healthy, two deploys at once, and a
 deploy killed as it starts each of its commands and run again. No request may fail;
-build/e2e-results.json gets the counts per scenario. Requests are bounded in number and rate, and
-go to 127.0.0.1 only.
+build/e2e-results.json gets the counts per scenario. Then monitoring: Prometheus scrapes every
+component of the serving colour and the exporters, and with PostgreSQL stopped, the 5xx error-rate
+alert fires and reaches Alertmanager. Requests are bounded in number and rate, and go to 127.0.0.1
+only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -33,7 +36,9 @@ from typing import Any
 
 import docker
 import pytest
+from docker.models.containers import Container
 
+from . import containers
 from .conftest import Render
 from .containers import base_image, build, eventually
 from .matrix import WITH_SERVICES
@@ -347,6 +352,8 @@ def test_releases_under_load(render: Render, tmp_path: Path) -> None:
         "COMPOSE_PROJECT_NAME": name,
         "HTTP_PORT": f"127.0.0.1:{free_port()}",
         "HTTPS_PORT": f"127.0.0.1:{https_port}",
+        "PROMETHEUS_PORT": str(free_port()),
+        "ALERTMANAGER_PORT": str(free_port()),
         "NGINX_IMAGE": base_image("NGINX_IMAGE", project / "deploy/vm"),
         "POSTGRES_IMAGE": base_image("POSTGRES_IMAGE", project),
         "REDIS_IMAGE": base_image("REDIS_IMAGE", project),
@@ -361,13 +368,19 @@ def test_releases_under_load(render: Render, tmp_path: Path) -> None:
     )
     traffic = stack.traffic
 
-    def worker_image() -> str:
-        [worker] = client.containers.list(
+    def container(service: str) -> Container:
+        [found] = client.containers.list(
             filters={
-                "label": [f"com.docker.compose.project={name}", "com.docker.compose.service=worker"]
+                "label": [
+                    f"com.docker.compose.project={name}",
+                    f"com.docker.compose.service={service}",
+                ]
             }
         )
-        return str(worker.attrs["Config"]["Image"])
+        return found
+
+    def worker_image() -> str:
+        return str(container("worker").attrs["Config"]["Image"])
 
     try:
         first = stack.release("deploy", "--version", "v1")
@@ -472,6 +485,52 @@ def test_releases_under_load(render: Render, tmp_path: Path) -> None:
         started = time.monotonic()
         eventually(lambda: traffic.call("GET", "/health/ready")[0] == 200, timeout=30, interval=0.5)
         print(f"  {live.name} crashed: serving again after {time.monotonic() - started:.1f}s")
+
+        # Monitoring: Prometheus scrapes each component of the serving colour under its job, and
+        # the exporters, and reads the metrics the alert rules use.
+        prometheus = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}/api/v1/query?query="
+
+        def scraped(expression: str) -> dict[str, float]:
+            status, answer = containers.http("GET", prometheus + urllib.parse.quote(expression))
+            assert status == 200, answer
+            return {r["metric"]["job"]: float(r["value"][1]) for r in answer["data"]["result"]}
+
+        components = {"api", "worker", *VARIANT.services}
+        jobs = {*components, "postgres-exporter", "redis-exporter", "alertmanager", "prometheus"}
+        eventually(lambda: scraped("up") == dict.fromkeys(jobs, 1.0), timeout=90, interval=2)
+        assert scraped("db_pool_connections_max") == {"api": 5.0}
+        assert set(scraped("app_build_info")) == {"api", *VARIANT.services}
+        assert set(scraped('queue_jobs{state="queued"}')) == {"worker"}
+        assert scraped("pg_up") == {"postgres-exporter": 1.0}
+        assert scraped("redis_memory_max_bytes") == {"redis-exporter": 256 * 2**20}
+        print(f"  Prometheus scrapes {', '.join(sorted(jobs))}")
+
+        # Injected 5xx: PostgreSQL stops, and document reads answer 503. The rule's `for:` is
+        # shortened here to 30s: promtool's tests (monitoring/alerts.test.yml) check its timing,
+        # this its expression against the real metrics, and the way to Alertmanager.
+        rules = host_dir / "monitoring" / "alerts.yml"
+        rules.write_text(re.sub(r"for: \d+m", "for: 30s", rules.read_text()))
+        container("prometheus").kill(signal="SIGHUP")
+        postgres = container("postgres")
+        postgres.stop(timeout=10)
+        alertmanager = f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}/api/v2/alerts"
+        started = time.monotonic()
+
+        def error_rate_alert() -> bool:
+            for _ in range(10):
+                assert traffic.call("GET", "/documents")[0] == 503
+            _, alerts = containers.http("GET", alertmanager)
+            return any(
+                alert["labels"] | {"alertname": "HTTPErrorRate", "job": "api"} == alert["labels"]
+                and alert["labels"]["severity"] == "critical"
+                for alert in alerts
+            )
+
+        eventually(error_rate_alert, timeout=240, interval=1)
+        print(
+            f"  5xx injected: HTTPErrorRate in Alertmanager after {time.monotonic() - started:.0f}s"
+        )
+        postgres.start()
     finally:
         traffic.stop()
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ COMPONENTS = {
     "components/monitoring/kustomization.yaml",
     "components/monitoring/pod-monitor.yaml",
     "components/monitoring/prometheus-rule.yaml",
+    "components/monitoring/dashboard.yaml",
 }
 OVERLAYS = {"overlays/staging/kustomization.yaml", "overlays/production/kustomization.yaml"}
 CLUSTER = {

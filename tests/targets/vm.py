@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from ..matrix import Variant
 
+# Prometheus's configuration and scrape targets per colour, Alertmanager's, Grafana's provisioning.
+MONITORING = {
+    "deploy/vm/grafana/datasources/prometheus.yml",
+    "deploy/vm/grafana/dashboards/provider.yml",
+    "deploy/vm/prometheus/prometheus.yml",
+    "deploy/vm/prometheus/blue.yml",
+    "deploy/vm/prometheus/green.yml",
+    "deploy/vm/alertmanager/alertmanager.yml",
+}
+
 
 def files(variant: Variant) -> set[str]:
-    """The vm deploy files of `variant`: the release script, the host's compose file and nginx."""
+    """The vm deploy files of `variant`: the release script, the host's compose file, nginx, and
+    monitoring unless left out."""
     return {
         "scripts/deploy/vm.py",
         "deploy/vm/compose.yaml",
         "deploy/vm/nginx/api.conf",
         "deploy/vm/nginx/upstreams/blue.conf",
         "deploy/vm/nginx/upstreams/green.conf",
-    }
+    } | (MONITORING if variant.monitored else set())
