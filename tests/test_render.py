@@ -68,6 +68,7 @@ COMMON = {
     f"{PACKAGE}/resources.py",
     f"{PACKAGE}/schemas.py",
     f"{PACKAGE}/services/__init__.py",
+    f"{PACKAGE}/telemetry.py",
     f"{PACKAGE}/web.py",
     "tests/__init__.py",
     "tests/conftest.py",
@@ -78,6 +79,7 @@ COMMON = {
     "tests/test_faults.py",
     "tests/test_fuzz.py",
     "tests/test_health.py",
+    "tests/test_telemetry.py",
     "tests/test_migrations.py",
 }
 PGVECTOR = {f"{PACKAGE}/embeddings.py", f"{PACKAGE}/api/search.py", "tests/test_search.py"}
@@ -137,6 +139,8 @@ def expected_files(variant: Variant, package: str) -> set[str]:
         files |= SERVICES
     if variant.topology != "serverless":
         files |= MONITORING
+    if variant.topology in {"serverless", "paas"}:  # the platform's database: a copy off it
+        files |= {".github/workflows/backup.yml"}
     for service in variant.services:
         module = service.replace("-", "_")
         files |= {name.format(package="{package}", module=module) for name in SERVICE}

@@ -893,6 +893,42 @@ def test_the_monitoring_component_scrapes_the_metrics_port_and_loads_the_alert_r
     assert [port["port"] for port in policy["spec"]["ingress"][0]["ports"]] == ["metrics"]
 
 
+@pytest.mark.validate
+def test_the_backup_component_dumps_the_database_daily_to_object_storage(
+    render: Render, tmp_path: Path
+) -> None:
+    import kubernetes_validate
+
+    project = with_components(render(FULL), tmp_path, "backup")
+    [cronjob] = [
+        o for o in kustomize(project / "deploy/k8s/overlays/staging") if o["kind"] == "CronJob"
+    ]
+    kubernetes_validate.validate(cronjob, KUBERNETES, strict=True)
+    assert cronjob["metadata"]["namespace"] == f"{SLUG}-staging"
+    spec = cronjob["spec"]
+    assert (spec["schedule"], spec["timeZone"]) == ("0 3 * * *", "Etc/UTC")
+    assert spec["concurrencyPolicy"] == "Forbid"  # never two dumps at once
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [dump] = pod["initContainers"]
+    [upload] = pod["containers"]
+    # The dump is read back whole before anything is uploaded; the upload only reads it.
+    assert "pg_dump --format=custom" in dump["args"][0]
+    assert "&& pg_restore --list" in dump["args"][0]
+    assert dump["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{SLUG}-secrets",
+        "key": "DATABASE_URL",
+    }
+    assert upload["args"][0].startswith("aws s3 cp")
+    assert upload["envFrom"] == [{"secretRef": {"name": f"{SLUG}-backup-storage"}}]
+    assert {"name": "backup", "mountPath": "/backup", "readOnly": True} in upload["volumeMounts"]
+    for container in (dump, upload):
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert container["resources"]["limits"].keys() == {"cpu", "memory"}
+
+
 def readme_patch(project: Path, heading: str) -> str:
     """The YAML block of the README section `heading`: the patch it tells users to add."""
     section = (project / "README.md").read_text().split(f"### {heading}\n", 1)[1]

@@ -78,13 +78,13 @@ def test_deploy_locks_backs_up_and_migrates_before_switching(
         steps,
         [
             "test -f .env",
-            "scp -P 22 -o BatchMode=yes -r deploy/vm/compose.yaml deploy/vm/nginx",
+            "scp -P 22 -o BatchMode=yes -r deploy/vm/compose.yaml deploy/vm/nginx deploy/vm/backup",
             "cat releases.jsonl",
-            "docker compose up --detach --wait postgres redis certbot",
+            "docker compose up --detach --wait postgres redis certbot backup",
             "cat nginx/live.conf",
             f"MIGRATE_IMAGE={image}",
             "docker compose pull --policy missing migrate",
-            "pg_dump -h /var/run/postgresql -U my_service -d my_service --format=custom",
+            "docker compose exec -T backup /bin/sh /backup/backup.sh now release before-v1.2.3",
             "docker compose run --rm migrate",
             f"WORKER_IMAGE={image}",
             "up --detach --no-deps --wait --wait-timeout 120 worker",
@@ -97,7 +97,6 @@ def test_deploy_locks_backs_up_and_migrates_before_switching(
             "docker compose stop api-<live colour>",
         ],
     )
-    assert "-before-v1.2.3.dump" in steps[position(steps, "pg_dump")]
     assert "http://127.0.0.1:8000/health/ready" in steps[position(steps, "python -c")]
 
 
@@ -122,7 +121,7 @@ def test_rollback_switches_without_touching_the_database(render: Render, environ
             "docker compose stop api-<live colour>",
         ],
     )
-    assert not [step for step in steps if "pg_dump" in step or "run --rm migrate" in step]
+    assert not [step for step in steps if "backup.sh" in step or "run --rm migrate" in step]
 
 
 def test_rollback_to_a_named_version(render: Render) -> None:
@@ -287,7 +286,7 @@ def test_first_release_goes_to_blue(host: Host) -> None:
     assert (host.directory / "compose.yaml").read_text() == (
         host.project / "deploy/vm/compose.yaml"
     ).read_text()
-    assert len(list((host.directory / "backups").glob("my_service-*-before-v1.dump"))) == 1
+    assert "compose exec -T backup /bin/sh /backup/backup.sh now release before-v1" in host.docker()
     assert not [call for call in host.docker() if call.startswith("compose stop")]
 
 
@@ -418,7 +417,7 @@ def test_two_rollbacks_walk_back_two_releases_and_a_third_refuses(host: Host) ->
         ("rollback", "v1", 1),
     ]
     calls = host.docker()
-    assert not [call for call in calls if "pg_dump" in call or "run --rm migrate" in call]
+    assert not [call for call in calls if "backup.sh" in call or "run --rm migrate" in call]
 
 
 def test_a_deploy_after_a_rollback_replaces_it_and_rolls_back_past_the_rolled_back(
@@ -546,14 +545,16 @@ def tool(name: str) -> str:
 
 
 def compose_config(
-    project: Path, tmp_path: Path, env: dict[str, str]
+    project: Path, tmp_path: Path, env: dict[str, str], *profiles: str
 ) -> subprocess.CompletedProcess[str]:
-    """`docker compose config` in a copy of deploy/vm with an .env, as on the host."""
+    """`docker compose config` in a copy of deploy/vm with an .env, as on the host, with the
+    services of `profiles` too."""
     directory = tmp_path / "host"
-    shutil.copytree(project / "deploy/vm", directory)
+    shutil.copytree(project / "deploy/vm", directory, dirs_exist_ok=True)
     (directory / ".env").write_text(SETTINGS)
+    chosen = [f"--profile={profile}" for profile in profiles]
     return subprocess.run(
-        [tool("docker-compose"), "config", "--format", "json"],
+        [tool("docker-compose"), *chosen, "config", "--format", "json"],
         cwd=directory,
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
         capture_output=True,
@@ -583,6 +584,7 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
         "bootstrap-cert",
         "certbot",
         "postgres",
+        "backup",
         "migrate",
         "api-blue",
         "api-green",
@@ -625,6 +627,16 @@ def test_production_compose_file_is_valid(render: Render, variant: Variant, tmp_
         assert service["logging"]["options"] == {"max-size": "10m", "max-file": "5"}, name
         one_shot = name in {"migrate", "bootstrap-cert"}
         assert service["restart"] == ("no" if one_shot else "unless-stopped"), name
+        # CPU and memory limits for every service: a leaking one cannot starve the others.
+        limits = service["deploy"]["resources"]["limits"]
+        assert int(limits["memory"]) > 0, name
+        assert "cpus" in limits or name == "postgres", name
+    # The off-host copy runs only when asked for (compose profile `offsite`).
+    offsite = compose_config(project, tmp_path, {**slots_of(variant), **SECRETS}, "offsite")
+    assert offsite.returncode == 0, offsite.stderr
+    copier = json.loads(offsite.stdout)["services"]["backup-offsite"]
+    assert copier["volumes"][0]["read_only"] is True
+    assert copier["environment"]["AWS_SECRET_ACCESS_KEY"] == ""
     database = "postgresql://my_service:0123456789abcdef@postgres:5432/my_service"
     for name in ("api-blue", "api-green", "migrate"):
         assert services[name]["environment"]["DATABASE_URL"] == database

@@ -62,6 +62,11 @@ def test_workflows_pass_actionlint_and_shellcheck(render: Render, variant: Varia
     check(tool("actionlint"), *map(str, workflows(project)), cwd=project)
 
 
+def test_the_vm_backup_script_passes_shellcheck(render: Render) -> None:
+    vm = next(variant for variant in VARIANTS if variant.deploy_target == "vm")
+    check(tool("shellcheck"), "--shell=sh", str(render(vm) / "deploy/vm/backup/backup.sh"))
+
+
 @variants
 def test_github_files_match_their_schemas(render: Render, variant: Variant) -> None:
     project = render(variant)

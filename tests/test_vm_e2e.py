@@ -6,9 +6,12 @@ requests through nginx on loopback, reading and writing, to the API and to both 
 every release, all three serve the same release. The scenarios: rollbacks across the migration
 that walk back and then refuse, a release that never becomes healthy, two deploys at once, and a
 deploy killed as it starts each of its commands and run again. No request may fail;
-build/e2e-results.json gets the counts per scenario. Then monitoring: Prometheus scrapes every
-component of the serving colour and the exporters, and with PostgreSQL stopped, the 5xx error-rate
-alert fires and reaches Alertmanager. Requests are bounded in number and rate, and go to 127.0.0.1
+build/e2e-results.json gets the counts per scenario. Then backups: the scheduled one that ran as
+the stack started, one on demand, a drill that restores it beside the live database and compares
+rows and the Alembic revision, and a restore that replaces the database. Then monitoring: Prometheus
+scrapes every component of the serving colour, the exporters and the backup service's figures,
+every metric the alert rules read is there, and with PostgreSQL stopped, the 5xx error-rate alert
+fires and reaches Alertmanager. Requests are bounded in number and rate, and go to 127.0.0.1
 only.
 """
 
@@ -36,6 +39,7 @@ from typing import Any
 
 import docker
 import pytest
+import yaml
 from docker.models.containers import Container
 
 from . import containers
@@ -144,6 +148,13 @@ class Traffic:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+def metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression reads: label matchers, groupings, ranges, function
+    calls and keywords left out."""
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\b(?:by|without)\s*\([^)]*\)|\bbool\b", " ", expression)
+    return set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", bare))
 
 
 def free_port() -> int:
@@ -486,20 +497,99 @@ def test_releases_under_load(render: Render, tmp_path: Path) -> None:
         eventually(lambda: traffic.call("GET", "/health/ready")[0] == 200, timeout=30, interval=0.5)
         print(f"  {live.name} crashed: serving again after {time.monotonic() - started:.1f}s")
 
-        # Monitoring: Prometheus scrapes each component of the serving colour under its job, and
-        # the exporters, and reads the metrics the alert rules use.
-        prometheus = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}/api/v1/query?query="
+        # Backups. One on demand, with every row written so far.
+        started = time.monotonic()
+        taken = stack.release("backup")
+        dumped = time.monotonic() - started
+        assert taken.returncode == 0, taken.stdout[-6000:]
+        [(size, backup)] = re.findall(r"\((\d+) bytes\): (manual/\S+\.dump)", taken.stdout)
+        listed = stack.release("backup", "--list")
+        assert re.search(rf"^{re.escape(backup)}\t{size}\t", listed.stdout, re.MULTILINE)
+        assert re.search(r"^daily/my_service-\S+\.dump\t", listed.stdout, re.MULTILINE)
+        # A drill: the newest backup restored beside the live database, compared table by table.
+        started = time.monotonic()
+        drill = stack.release("restore", "latest", "--drill")
+        drilled = time.monotonic() - started
+        assert drill.returncode == 0, drill.stdout[-6000:]
+        assert "drill passed" in drill.stdout
+        counts = {  # table: (live, restored)
+            fields[0]: tuple(fields[1:])
+            for fields in map(str.split, drill.stdout.splitlines())
+            if len(fields) == 3 and fields[0].startswith(("public.", "alembic_version"))
+        }
+        assert counts["public.documents"] == (str(len(stored)), str(len(stored))), counts
+        # The schema is the newest any release migrated to: v2's, which v3 keeps.
+        migrations = versions["v3"] / "src/my_service/migrations/versions"
+        newest = max(path.name.split("_")[0] for path in migrations.glob("0*.py"))
+        assert counts["alembic_version"] == (newest, newest)
+        # A restore replaces the database: rows written after the backup are gone, the service
+        # reads and writes again once its pools reconnect.
+        for n in range(3):
+            late = {"title": f"late {n}", "content": "written after the backup"}
+            assert traffic.call("POST", "/documents", late)[0] == 201
+        started = time.monotonic()
+        restored = stack.release("restore", backup)
+        restoring = time.monotonic() - started
+        assert restored.returncode == 0, restored.stdout[-6000:]
+        assert "the database it replaced is my_service_before_restore_" in restored.stdout
+
+        def total() -> Any:
+            status, page = traffic.call("GET", "/documents?limit=1")
+            return status == 200 and page["total"]
+
+        assert eventually(lambda: total() == len(stored), timeout=30)
+        assert traffic.call("POST", "/documents", {"title": "after", "content": "x"})[0] == 201
+        # The worker runs a job on the restored database too.
+        status, job = traffic.call("POST", f"/documents/{rows[0]}/analysis")
+        assert status == 202, job
+
+        def job_status() -> Any:
+            status, answer = traffic.call("GET", f"/jobs/{job['id']}")
+            return status == 200 and answer["status"]
+
+        assert eventually(lambda: job_status() == "complete", timeout=30)
+        print(
+            f"  backups: {int(size) / 1e6:.1f} MB dump of {len(stored)} rows in {dumped:.1f}s, "
+            f"drill in {drilled:.1f}s, restore in {restoring:.1f}s (through `nox -s ...`)"
+        )
+
+        # Monitoring: Prometheus scrapes each component of the serving colour under its job, the
+        # exporters and the backup service's figures, and has every metric the alert rules read.
+        prometheus = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}/api/v1/"
 
         def scraped(expression: str) -> dict[str, float]:
-            status, answer = containers.http("GET", prometheus + urllib.parse.quote(expression))
+            query = prometheus + "query?query=" + urllib.parse.quote(expression)
+            status, answer = containers.http("GET", query)
             assert status == 200, answer
             return {r["metric"]["job"]: float(r["value"][1]) for r in answer["data"]["result"]}
 
         components = {"api", "worker", *VARIANT.services}
         jobs = {*components, "postgres-exporter", "redis-exporter", "alertmanager", "prometheus"}
+        jobs |= {"host"}
         eventually(lambda: scraped("up") == dict.fromkeys(jobs, 1.0), timeout=90, interval=2)
+        # The scheduled backup ran as the stack started.
+        assert scraped('backup_last_success_timestamp_seconds{kind="daily"}')["host"] > 0
+        assert scraped("backup_last_run_success") == {"host": 1.0}
+        end = subprocess.run(
+            ["openssl", "x509", "-enddate", "-noout", "-in", str(cert)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        expiry = ssl.cert_time_to_seconds(end.stdout.strip().removeprefix("notAfter="))
+        assert scraped("tls_certificate_expiry_timestamp_seconds") == {"host": float(expiry)}
+        status, answer = containers.http("GET", prometheus + "label/__name__/values")
+        assert status == 200, answer
+        alerting = yaml.safe_load((host_dir / "monitoring" / "alerts.yml").read_text())
+        read = {
+            name
+            for group in alerting["groups"]
+            for rule in group["rules"]
+            for name in metric_names(rule["expr"])
+        }
+        assert read <= set(answer["data"]), sorted(read - set(answer["data"]))
         assert scraped("db_pool_connections_max") == {"api": 5.0}
-        assert set(scraped("app_build_info")) == {"api", *VARIANT.services}
+        assert set(scraped("app_build_info")) == components
         assert set(scraped('queue_jobs{state="queued"}')) == {"worker"}
         assert scraped("pg_up") == {"postgres-exporter": 1.0}
         assert scraped("redis_memory_max_bytes") == {"redis-exporter": 256 * 2**20}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, start_http_server
@@ -16,8 +17,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.pool import QueuePool
 
+from . import DISTRIBUTION
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .config import HttpSettings
 
 
 def process_registry() -> CollectorRegistry:
@@ -28,8 +33,14 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
-def build_info(registry: CollectorRegistry, **labels: str) -> None:
+def build_info(registry: CollectorRegistry, settings: HttpSettings) -> None:
     """app_build_info: 1, labelled with what the process runs (version, release...)."""
+    labels = {
+        "version": version(DISTRIBUTION),
+        "release": settings.image_tag,
+        "git_sha": settings.git_sha,
+        "environment": settings.environment,
+    }
     info = Gauge(
         "app_build_info", "The release this process runs (1)", list(labels), registry=registry
     )

@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from opentelemetry import trace
 from starlette.exceptions import HTTPException
 
 from .errors import problem
@@ -85,6 +86,8 @@ class RequestContextMiddleware:
         rid = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128]
         rid = rid or uuid.uuid4().hex
         token = request_id.set(rid)
+        # The request's trace span, when tracing is on (telemetry.py), carries the id too.
+        trace.get_current_span().set_attribute("request.id", rid)
         status: int | None = None
         started = time.perf_counter()
 

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel
 
-from . import DISTRIBUTION, errors
+from . import DISTRIBUTION, errors, telemetry
 from .config import HttpSettings
 from .metrics import build_info, process_registry, registered, serve_metrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
@@ -152,6 +152,7 @@ def build_app(
     router: APIRouter,
     *,
     title: str,
+    component: str = "api",
     resources: Callable[[], AbstractAsyncContextManager[object]] = no_resources,
     checks: Mapping[str, Check] | None = None,
     collectors: Callable[[Any], Iterable[Collector]] = lambda _: (),
@@ -159,23 +160,20 @@ def build_app(
     """An app serving `router` under the HTTP contract; `resources` are open while it serves.
 
     Readiness asks each of `checks`; with none, the app is ready as soon as it serves. Metrics
-    add what `collectors` makes of the open resources.
+    add what `collectors` makes of the open resources. Traces and errors name `component`.
     """
     registry = process_registry()
-    build_info(
-        registry,
-        version=version(DISTRIBUTION),
-        release=settings.image_tag,
-        git_sha=settings.git_sha,
-        environment=settings.environment,
-    )
+    build_info(registry, settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
-        with serve_metrics(registry, settings.host, settings.metrics_port):
-            async with resources() as opened:
-                with registered(registry, collectors(opened)):
-                    yield {"resources": opened}
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
+        try:
+            with serve_metrics(registry, settings.host, settings.metrics_port):
+                async with resources() as opened:
+                    with registered(registry, collectors(opened)):
+                        yield {"resources": opened}
+        finally:
+            app.state.stop_telemetry()  # sends the spans and errors still buffered
 
     docs = settings.serves_api_docs
     app = FastAPI(
@@ -203,4 +201,6 @@ def build_app(
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost, so that every answer is counted, the 500s of RequestContextMiddleware too.
     Instrumentator(registry=registry).instrument(app)
+    # Traces wrap every middleware, so that a request's span covers all it went through.
+    app.state.stop_telemetry = telemetry.start(app, settings, component)
     return app
