@@ -33,6 +33,8 @@ COMPONENTS = {
     "components/monitoring/pod-monitor.yaml",
     "components/monitoring/prometheus-rule.yaml",
     "components/monitoring/dashboard.yaml",
+    "components/backup/kustomization.yaml",
+    "components/backup/cronjob.yaml",
 }
 OVERLAYS = {"overlays/staging/kustomization.yaml", "overlays/production/kustomization.yaml"}
 CLUSTER = {
