@@ -150,6 +150,7 @@ SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 DO $$
 BEGIN
   FOR attempt IN 1..100 LOOP  -- until the ended sessions are gone: 10 s at most
+    PERFORM pg_stat_clear_snapshot();  -- else the transaction sees the first answer throughout
     EXIT WHEN NOT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_setting('restore.db'));
     PERFORM pg_sleep(0.1);
   END LOOP;
