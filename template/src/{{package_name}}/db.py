@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
 # How long a request waits for a free pooled connection before it is answered 503.
 POOL_TIMEOUT_SECONDS = 10
+# Pooled connections are replaced after this many seconds, before the idle timeouts of the load
+# balancers, NATs and poolers between here and the database cut them silently. No ping precedes
+# each checkout (a round trip per request): a connection that died anyway fails its statement,
+# and SQLAlchemy then invalidates the whole pool, so one request learns of a database restart —
+# a read runs once more (api/routing.py), a write is answered 503 with Retry-After (errors.py).
+POOL_RECYCLE_SECONDS = 240
 
 Pooler = Literal["none", "session", "transaction"]
 
@@ -180,7 +186,7 @@ def engine_arguments(settings: Settings, *, pooled: bool = True) -> tuple[URL, d
         "pool_size": settings.database_pool_size,
         "max_overflow": 0,
         "pool_timeout": POOL_TIMEOUT_SECONDS,
-        "pool_pre_ping": True,
+        "pool_recycle": POOL_RECYCLE_SECONDS,
         "connect_args": connect_args,
     }
 

@@ -1,18 +1,27 @@
-"""What the service tells Prometheus beyond its HTTP exchanges, and the port it tells it on.
+"""What the service tells Prometheus, and the port it tells it on.
 
 Every process serves its own registry on METRICS_PORT (never on the public port): the API and each
-service their HTTP metrics (web.py), the release they run and their database pool; the worker its
-jobs and the queue (worker.py). monitoring/alerts.yml and monitoring/dashboard.json use these names.
+service their HTTP exchanges (HttpMetrics), the release they run and their database pool; the
+worker its jobs and the queue (worker.py). monitoring/alerts.yml and monitoring/dashboard.json use
+these names.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.pool import QueuePool
@@ -21,8 +30,17 @@ from . import DISTRIBUTION
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from .config import HttpSettings
+
+# Latency buckets in seconds: fine ones over all routes (quantiles, the latency alerts), coarse
+# ones per route. The same as prometheus-fastapi-instrumentator's, which FastAPI dashboards read.
+SUBSECOND = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75)
+FINE_BUCKETS = (*SUBSECOND, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60)
+COARSE_BUCKETS = (0.1, 0.5, 1)
+# The handler of a path no route matches: scanners' paths would otherwise each add series.
+UNMATCHED = "none"
 
 
 def process_registry() -> CollectorRegistry:
@@ -45,6 +63,62 @@ def build_info(registry: CollectorRegistry, settings: HttpSettings) -> None:
         "app_build_info", "The release this process runs (1)", list(labels), registry=registry
     )
     info.labels(**labels).set(1)
+
+
+class HttpMetrics:
+    """ASGI middleware counting and timing every HTTP exchange by route template and method.
+
+    http_requests_total{handler, method, status}: status by class ("2xx", "5xx");
+    http_request_duration_highr_seconds: every exchange, fine buckets;
+    http_request_duration_seconds{handler, method}: coarse buckets, to find the slow routes.
+    The route is the one the router picked (FastAPI leaves it in the scope), so that counting
+    costs no second match of the path.
+    """
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route, method and status class",
+            ["handler", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_highr_seconds",
+            "Time to answer an HTTP request, over all routes",
+            buckets=FINE_BUCKETS,
+            registry=registry,
+        )
+        self.route_latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route and method",
+            ["handler", "method"],
+            buckets=COARSE_BUCKETS,
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # unless a response starts: an exception left the app
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            duration = time.perf_counter() - started
+            handler = getattr(scope.get("route"), "path", UNMATCHED)
+            method = scope["method"]
+            self.requests.labels(handler, method, f"{status // 100}xx").inc()
+            self.latency.observe(duration)
+            self.route_latency.labels(handler, method).observe(duration)
 
 
 class PoolCollector(Collector):

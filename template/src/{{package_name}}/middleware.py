@@ -7,6 +7,7 @@ configured, BodyLimitMiddleware, then FastAPI's routing and exception handlers (
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from .errors import problem
 from .logs import request_id
+from .probes import HEALTH_PATH, READY_PATH
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +31,8 @@ SECURITY_HEADERS = {
 }
 # Sent on HTTPS responses only: browsers then refuse plain HTTP to this host for two years.
 HSTS = ("strict-transport-security", "max-age=63072000")
+# Asked every few seconds by orchestrators and load balancers: logged only when they fail.
+PROBE_PATHS = frozenset({HEALTH_PATH, READY_PATH})
 
 access_log = logging.getLogger("access")
 logger = logging.getLogger(__name__)
@@ -71,12 +75,24 @@ class SecurityHeadersMiddleware:
 class RequestContextMiddleware:
     """Give every request an id (taken from X-Request-ID or new), echo it, and log the request.
 
+    The access log holds every failed request (4xx, 5xx) and a `sample_rate` share of the others
+    (ACCESS_LOG_SAMPLE_RATE), successful probes excepted: at thousands of requests a second, a
+    line each is a good part of the work; metrics count them all.
     An exception no handler took is logged with its traceback and answered with a JSON 500 that
     carries the request id, so that the log line can be found from the client's report.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, sample_rate: float = 1.0) -> None:
         self.app = app
+        self.sample_rate = sample_rate
+
+    def logs(self, path: str, status: int | None) -> bool:
+        """Whether the access log gets a line for this request."""
+        if status is None or status >= 400:
+            return True
+        if path in PROBE_PATHS:
+            return False
+        return random.random() < self.sample_rate  # noqa: S311 - a sample, no secret
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,18 +125,19 @@ class RequestContextMiddleware:
                 raise
             await problem(500, "Internal server error")(scope, receive, send_with_id)
         finally:
-            access_log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            if self.logs(scope["path"], status):
+                access_log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
             request_id.reset(token)
 
 

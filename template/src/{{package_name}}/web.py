@@ -21,12 +21,11 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 from prometheus_client.registry import Collector
-from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel
 
 from . import DISTRIBUTION, errors, telemetry
 from .config import HttpSettings
-from .metrics import build_info, process_registry, registered, serve_metrics
+from .metrics import HttpMetrics, build_info, process_registry, registered, serve_metrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from .probes import HEALTH_PATH, READY_PATH
 
@@ -35,7 +34,7 @@ CHECK_TIMEOUT_SECONDS = 3
 logger = logging.getLogger(__name__)
 
 
-def get_http_settings(request: Request) -> HttpSettings:
+async def get_http_settings(request: Request) -> HttpSettings:
     """The settings the app was built with."""
     return cast("HttpSettings", request.app.state.settings)
 
@@ -45,7 +44,7 @@ HttpSettingsDep = Annotated[HttpSettings, Depends(get_http_settings)]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def require_api_key(
+async def require_api_key(
     settings: HttpSettingsDep, api_key: Annotated[str | None, Security(api_key_header)]
 ) -> None:
     """Reject requests without the app's API key (API_KEY; a service's may be its own)."""
@@ -197,10 +196,10 @@ def build_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, sample_rate=settings.access_log_sample_rate)
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost, so that every answer is counted, the 500s of RequestContextMiddleware too.
-    Instrumentator(registry=registry).instrument(app)
+    app.add_middleware(HttpMetrics, registry=registry)
     # Traces wrap every middleware, so that a request's span covers all it went through.
     app.state.stop_telemetry = telemetry.start(app, settings, component)
     return app
