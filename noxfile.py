@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import nox
 
 nox.needs_version = ">=2025.2.9"
@@ -82,3 +85,22 @@ def e2e(session: nox.Session) -> None:
     """Release the vm variant blue-green on the local Docker engine, under load."""
     install(session, "test", "validate")
     session.run("pytest", "-m", "e2e", "-s", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: render, service vs a naive app, image, cold start, deploy dry runs (Docker)."""
+    install(session, "bench")
+    ensure_wrk(session)
+    # bench.run --help: an optional scientific-python/cookie checkout (path or URL), --rounds N.
+    session.run("python", "-m", "bench.run", *session.posargs)
+
+
+def ensure_wrk(session: nox.Session) -> None:
+    """Install the wrk load generator with apt-get when it is missing, or say how to."""
+    if shutil.which("wrk"):
+        return
+    if not (shutil.which("apt-get") and os.geteuid() == 0):
+        session.error("wrk is not installed: `sudo apt-get install wrk` (or `brew install wrk`)")
+    session.run("apt-get", "update", "--quiet", external=True)
+    session.run("apt-get", "install", "--yes", "--quiet", "wrk", external=True)
