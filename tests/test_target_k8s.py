@@ -1046,7 +1046,7 @@ def test_every_container_has_probes_and_resources(
                 assert set(container["resources"][bound]) == {"cpu", "memory"}, name
             if name in deployments:
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), name
-    # The api and every service: the same ports, probes, shutdown and spread over the nodes.
+    # The api and every service: the same ports, probes and shutdown.
     for component in ["api", *variant.services]:
         pod = built.one("Deployment", f"{SLUG}-{component}")["spec"]["template"]["spec"]
         [container] = pod["containers"]
@@ -1064,17 +1064,20 @@ def test_every_container_has_probes_and_resources(
             "livenessProbe": {"path": "/health", "port": "http"},
         }, component
         assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}, component
+    if variant.features.worker:
+        worker = built.one("Deployment", f"{SLUG}-worker")["spec"]["template"]["spec"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            command = worker["containers"][0][probe]["exec"]["command"]
+            assert command == [SLUG, "healthcheck", "--worker"]
+    # Every Deployment's replicas spread over the nodes, the worker's included.
+    for component in components(variant):
+        pod = built.one("Deployment", f"{SLUG}-{component}")["spec"]["template"]["spec"]
         [spread] = pod["topologySpreadConstraints"]
         assert spread["topologyKey"] == "kubernetes.io/hostname"
         assert spread["labelSelector"]["matchLabels"] == {
             "app.kubernetes.io/name": SLUG,
             "app.kubernetes.io/component": component,
         }
-    if variant.features.worker:
-        worker = built.one("Deployment", f"{SLUG}-worker")["spec"]["template"]["spec"]
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            command = worker["containers"][0][probe]["exec"]["command"]
-            assert command == [SLUG, "healthcheck", "--worker"]
 
 
 @each_release

@@ -927,7 +927,7 @@ def routes(port: int) -> dict[str, str]:
     """The slot that answers each path: a service's own, one that only starts like them, `/`."""
     paths = ["/"]
     for service in SERVICES.services:
-        paths += [f"/{service}/hello", f"/{service}x/"]
+        paths += [f"/{service}", f"/{service}/hello", f"/{service}x/"]
     return {path: ask(port, path)[0].body.split("|")[0] for path in paths}
 
 
@@ -1026,7 +1026,9 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
         assert upgraded.body.endswith("|websocket|upgrade")
         # Each service's routes go to its slot of the live colour, the rest to the API.
         assert routes(https_port) == {
-            f"/{service}/hello": f"{service}-blue" for service in SERVICES.services
+            path: f"{service}-blue"
+            for service in SERVICES.services
+            for path in (f"/{service}", f"/{service}/hello")
         } | {"/": "api-blue", **{f"/{service}x/": "api-blue" for service in SERVICES.services}}
         [big] = ask(https_port, "/big", headers={"Accept-Encoding": "gzip"})
         assert big.headers["Content-Encoding"] == "gzip"
@@ -1082,5 +1084,7 @@ def test_nginx_serves_the_live_colour_with_tls(render: Render, tmp_path: Path) -
         assert exit_code == 0, output.decode()
         containers.eventually(lambda: all(ask(https_port, p)[0].status == 200 for p in every_slot))
         assert routes(https_port) == {
-            f"/{service}/hello": f"{service}-green" for service in SERVICES.services
+            path: f"{service}-green"
+            for service in SERVICES.services
+            for path in (f"/{service}", f"/{service}/hello")
         } | {"/": "api-green", **{f"/{service}x/": "api-green" for service in SERVICES.services}}
