@@ -7,6 +7,8 @@ document and a PostgreSQL restart under concurrent writes, so each variant is fu
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +22,15 @@ from pathlib import Path
 import pytest
 
 from .conftest import Render
-from .matrix import CODE_VARIANTS, DEPLOY_TARGETS, NAMED, WITH_SERVICES, Variant, full_variant
+from .matrix import (
+    CODE_VARIANTS,
+    DEFAULT,
+    DEPLOY_TARGETS,
+    NAMED,
+    WITH_SERVICES,
+    Variant,
+    full_variant,
+)
 
 pytestmark = pytest.mark.project
 
@@ -66,6 +76,48 @@ def test_projects_named_around_scripts_lint_clean(render: Render, variant: Varia
     # The tests import the package and `scripts`; their order must not depend on the name.
     result = nox(render(variant), "-s", "lint")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+
+
+# A migration a reviewer should stop: it drops a column the running release still reads.
+DESTRUCTIVE_MIGRATION = """\
+\"\"\"Drop the documents' content.
+
+Revision ID: 0099
+Revises: 0001
+Create Date: 2026-01-01 00:00:00
+\"\"\"
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0099"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.drop_column("documents", "content")
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+"""
+
+
+def test_lint_stops_a_destructive_migration(render: Render, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(render(DEFAULT), project, ignore=shutil.ignore_patterns(".nox", ".venv"))
+    versions = next(project.glob("src/*/migrations/versions"))
+    assert [path.name for path in versions.glob("*.py")] == ["0001_documents.py"]
+    (versions / "0099_drop_content.py").write_text(DESTRUCTIVE_MIGRATION)
+    result = nox(project, "-s", "lint")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-6000:]
+    # Every other check passed: the migration linter stopped it, naming the rule.
+    assert "ban-drop-column" in output, output[-6000:]
+    assert re.search(r"Command squawk .* failed", output), output[-6000:]
 
 
 def free_port() -> int:
