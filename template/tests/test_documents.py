@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from .conftest import API_KEY, serving
+from .conftest import API_KEY, Sent, serving
 
 
 def assert_error(response: httpx.Response, status: int) -> None:
@@ -29,6 +29,15 @@ async def test_create_then_read(client: AsyncClient) -> None:
     read = await client.get(f"/documents/{document['id']}")
     assert read.status_code == 200
     assert read.json() == document
+
+
+async def test_a_read_by_id_is_one_statement_outside_a_transaction(
+    client: AsyncClient, statements: list[Sent]
+) -> None:
+    document = (await client.post("/documents", json={"title": "t", "content": "c"})).json()
+    statements.clear()
+    assert (await client.get(f"/documents/{document['id']}")).json() == document
+    assert [(sent.sql.split()[0], sent.autocommit) for sent in statements] == [("SELECT", True)]
 
 
 async def test_list_pages_newest_first(client: AsyncClient) -> None:
