@@ -19,26 +19,30 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template"
 JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#")  # `${{ }}` is a GitHub expression, not Jinja
-# `{% if ... %}` and `{%- if ... %}`: what follows `if` is the condition.
-IF_TAG = re.compile(r"\{%-?\s*if\s(.*?)-?%\}", re.DOTALL)
+# A branch's condition: `{% if c %}` and `{% elif c %}` (with or without `-`), and an inline
+# `{{ a if c else b }}`.
+BRANCH = re.compile(
+    r"\{%-?\s*(?:el)?if\s(.*?)-?%\}|\{\{-?(?:(?!\}\}).)*?\sif\s((?:(?!\}\}).)*?)-?\}\}", re.DOTALL
+)
 NAME = re.compile(r"[A-Za-z_]\w*")
 MAX_BRANCHES = 3
 
 
-def variant_branches(questions: dict[str, object]) -> list[str]:
-    """Python templates with more than MAX_BRANCHES `{% if %}` on one answer (named in the
-    condition), counting files whose rendered name ends in `.py`, conditional names included."""
+def variant_branches(questions: dict[str, object], template: Path = TEMPLATE) -> list[str]:
+    """Python templates with more than MAX_BRANCHES branches (`if`, `elif`, inline `if`) on one
+    answer (named in the condition), counting files whose rendered name ends in `.py`,
+    conditional names included."""
     answers = {key for key in questions if not key.startswith("_")}
     found = []
-    for path in sorted(TEMPLATE.rglob("*.jinja")):
+    for path in sorted(template.rglob("*.jinja")):
         if not re.sub(r"\{%.*?%\}", "", path.name).removesuffix(".jinja").endswith(".py"):
             continue
         branches: Counter[str] = Counter()
-        for condition in IF_TAG.findall(path.read_text()):
-            branches.update(answers.intersection(NAME.findall(condition)))
+        for tag, inline in BRANCH.findall(path.read_text()):
+            branches.update(answers.intersection(NAME.findall(tag or inline)))
         found += [
-            f"{path.relative_to(ROOT).as_posix()}: {count} `{{% if %}}` on {answer!r} (at most "
-            f"{MAX_BRANCHES}): split the variant into files of its own or a dependency"
+            f"{path.relative_to(template.parent).as_posix()}: {count} branches on {answer!r} (at "
+            f"most {MAX_BRANCHES}): split the variant into files of its own or a dependency"
             for answer, count in sorted(branches.items())
             if count > MAX_BRANCHES
         ]
