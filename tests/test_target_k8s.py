@@ -969,6 +969,23 @@ def test_the_readmes_patch_restricts_https_egress(
 
 
 @pytest.mark.validate
+def test_the_readmes_patch_gives_a_service_a_host_of_its_own(
+    render: Render, tmp_path: Path
+) -> None:
+    project = with_components(render(SERVICES), tmp_path)
+    patch = readme_patch(project, "A service on a host of its own")
+    overlay = project / "deploy/k8s/overlays/staging/kustomization.yaml"
+    overlay.write_text(overlay.read_text().replace("patches:\n", patch, 1))
+    [ingress] = [o for o in kustomize(overlay.parent) if o["kind"] == "Ingress"]
+    service = SERVICES.services[0]
+    host = f"{service}.{QUESTIONS['domain']['default']}"
+    assert ingress["spec"]["tls"][0]["hosts"] == [f"staging.{QUESTIONS['domain']['default']}", host]
+    [rule] = [rule for rule in ingress["spec"]["rules"] if rule["host"] == host]
+    [path] = rule["http"]["paths"]
+    assert (path["path"], path["backend"]["service"]["name"]) == ("/", f"{SLUG}-{service}")
+
+
+@pytest.mark.validate
 @variants
 def test_cluster_setup_makes_restricted_namespaces(render: Render, variant: Variant) -> None:
     import kubernetes_validate
