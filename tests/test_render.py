@@ -63,6 +63,7 @@ COMMON = {
     f"{PACKAGE}/migrations/script.py.mako",
     f"{PACKAGE}/migrations/versions/0001_documents.py",
     f"{PACKAGE}/models.py",
+    f"{PACKAGE}/pool.py",
     f"{PACKAGE}/probes.py",
     f"{PACKAGE}/readers.py",
     f"{PACKAGE}/resources.py",
@@ -79,6 +80,7 @@ COMMON = {
     "tests/test_faults.py",
     "tests/test_fuzz.py",
     "tests/test_health.py",
+    "tests/test_pool.py",
     "tests/test_telemetry.py",
     "tests/test_migrations.py",
 }

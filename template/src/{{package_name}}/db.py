@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from .pool import FairPool
+
 if TYPE_CHECKING:
     from .config import Settings
 
@@ -183,6 +185,7 @@ def engine_arguments(settings: Settings, *, pooled: bool = True) -> tuple[URL, d
     if not pooled:
         return options.url, {"poolclass": NullPool, "connect_args": connect_args}
     return options.url, {
+        "poolclass": FairPool,
         "pool_size": settings.database_pool_size,
         "max_overflow": 0,
         "pool_timeout": POOL_TIMEOUT_SECONDS,
