@@ -31,13 +31,15 @@ async def test_create_then_read(client: AsyncClient) -> None:
     assert read.json() == document
 
 
-async def test_a_read_by_id_is_one_statement_outside_a_transaction(
+async def test_reads_are_single_statements_outside_a_transaction(
     client: AsyncClient, statements: list[Sent]
 ) -> None:
     document = (await client.post("/documents", json={"title": "t", "content": "c"})).json()
     statements.clear()
     assert (await client.get(f"/documents/{document['id']}")).json() == document
-    assert [(sent.sql.split()[0], sent.autocommit) for sent in statements] == [("SELECT", True)]
+    assert (await client.get("/documents")).json()["items"] == [document]
+    # One SELECT by id, then the count and the page: no BEGIN or ROLLBACK around any of them.
+    assert [(sent.sql.split()[0], sent.autocommit) for sent in statements] == [("SELECT", True)] * 3
 
 
 async def test_list_pages_newest_first(client: AsyncClient) -> None:

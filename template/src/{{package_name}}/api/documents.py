@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy import func, select
 
 from .. import errors
-from ..dependencies import ReaderDep, SessionDep
+from ..dependencies import ReaderDep, ReadsDep, SessionDep
 from ..models import Document
+from ..readers import READ
 from ..schemas import DocumentCreate, DocumentPage, DocumentRead
 from .routing import RetryReads
 
@@ -38,14 +39,14 @@ async def create_document(body: DocumentCreate, session: SessionDep) -> Document
 
 @router.get("")
 async def list_documents(
-    session: SessionDep,
+    reads: ReadsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DocumentPage:
     """A page of documents, newest first."""
-    total = await session.scalar(select(func.count()).select_from(Document))
-    newest_first = select(Document).order_by(Document.created_at.desc(), Document.id)
-    rows = await session.scalars(newest_first.limit(limit).offset(offset))
+    total = await reads.scalar(select(func.count()).select_from(Document))
+    newest_first = READ.order_by(Document.created_at.desc(), Document.id)
+    rows = await reads.execute(newest_first.limit(limit).offset(offset))
     return DocumentPage(
         items=[DocumentRead.model_validate(row) for row in rows],
         total=total or 0,
