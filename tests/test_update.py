@@ -124,8 +124,8 @@ def user_edits(project: Path) -> None:
     )
     edit(
         project / "src" / PACKAGE / "config.py",
-        "database_pool_size: int = Field(default=5,",
-        "database_pool_size: int = Field(default=10,",
+        'database_pooler: Literal["auto", "none", "session", "transaction"] = "auto"',
+        'database_pooler: Literal["auto", "none", "session", "transaction"] = "session"',
     )
     edit(
         project / "pyproject.toml",
@@ -186,7 +186,7 @@ def test_update_keeps_user_edits(template: Path, tmp_path: Path, deploy_target: 
         in (project / "src" / PACKAGE / "api/__init__.py").read_text()
     )
     assert (project / "tests/test_ping.py").is_file()
-    assert "default=10," in (project / "src" / PACKAGE / "config.py").read_text()
+    assert '= "session"' in (project / "src" / PACKAGE / "config.py").read_text()
     assert '"tenacity>=9"' in (project / "pyproject.toml").read_text()
     assert "Our team keeps secrets in the vault." in (project / "README.md").read_text()
     assert not (project / ".github/dependabot.yml").exists()
@@ -274,7 +274,7 @@ def test_adding_and_removing_a_service_on_update(
     assert added
     assert project_files(project) == before | added
     assert "# Our note about this service." in routes.read_text()
-    assert "default=10," in (project / "src" / PACKAGE / "config.py").read_text()
+    assert '= "session"' in (project / "src" / PACKAGE / "config.py").read_text()
     assert "Our team keeps secrets in the vault." in (project / "README.md").read_text()
     assert conflict_markers(project) == {}
     assert list(project.rglob("*.rej")) == []
