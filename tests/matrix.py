@@ -14,9 +14,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS: dict[str, Any] = yaml.safe_load((ROOT / "copier.yml").read_text())
-# copier.yml's Jinja, evaluated as Copier does (it loads the same filters), so that the matrix
-# takes validity and derived answers from there instead of restating them.
-JINJA = jinja2.Environment(extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
+# copier.yml's Jinja, evaluated as Copier does (the same filters, and imports from the template's
+# root), so that the matrix takes validity and derived answers from there instead of restating them.
+JINJA = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(ROOT),
+    extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"],
+)
 
 
 def defaults(**answers: Any) -> dict[str, Any]:
@@ -35,7 +38,8 @@ def defaults(**answers: Any) -> dict[str, Any]:
 def rejection(question: str, **answers: Any) -> str:
     """What copier.yml's validator of `question` says of `answers` ("" when it accepts them)."""
     validator = QUESTIONS[question].get("validator", "")
-    return JINJA.from_string(validator).render(**defaults(**answers)).strip()
+    given = {"_copier_conf": {"data": answers, "user_defaults": {}}}  # as `--data` gives them
+    return JINJA.from_string(validator).render(**defaults(**answers), **given).strip()
 
 
 def choices(question: str) -> list[str]:

@@ -35,6 +35,11 @@ BAD_ANSWERS = [
     ({"embedding_dimensions": "abc"}, "embedding_dimensions", "must be a whole number"),
     ({"embedding_dimensions": "12.5"}, "embedding_dimensions", 'not "12.5"'),
     ({"embedding_dimensions": ""}, "embedding_dimensions", "must be a whole number"),
+    # Text that reads as neither yes nor no: Copier alone would take it for yes.
+    ({"pgvector": "sure"}, "pgvector", 'a yes/no question: answer true or false, not "sure"'),
+    ({"redis": "nope"}, "redis", "redis is a yes/no question"),
+    ({"worker": "maybe"}, "worker", "worker is a yes/no question"),
+    ({"topology": "vm", "monitoring": "later"}, "monitoring", "monitoring is a yes/no question"),
     ({"topology": "k8s", "services": "search"}, "services", "must be a list of names"),
     ({"topology": "k8s", "services": None}, "services", "must be a list of names"),
     ({"topology": "k8s", "services": ["Search"]}, "services", 'The service name "Search" must'),
@@ -91,6 +96,7 @@ def test_bad_answers_are_rejected_naming_the_question(
     [
         ("embedding_dimensions=abc", "embedding_dimensions"),
         ("python_version=3.10", "python_version"),
+        ("worker=maybe", "worker"),
         ("services=[search, search]", "services"),
     ],
 )
@@ -119,6 +125,15 @@ def test_worker_without_redis_is_rejected(copie: Copie, variant: Variant) -> Non
     result = copie.copy(extra_answers=variant.answers)
     assert "The background worker needs Redis" in str(result.exception)
     assert list(copie.test_dir.glob("copie*/*")) == []
+
+
+@pytest.mark.parametrize(("given", "meant"), [("yes", True), (" Off", False), ("1", True)])
+def test_yes_and_no_may_be_written_as_text(copie: Copie, given: str, meant: bool) -> None:
+    result = copie.copy(extra_answers={"pgvector": given})
+    assert result.exception is None, result.exception
+    assert result.project_dir is not None
+    answers = yaml.safe_load((result.project_dir / ".copier-answers.yml").read_text())
+    assert answers["pgvector"] is meant
 
 
 def test_defaults_and_derived_names(copie: Copie) -> None:

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from .errors import problem
 from .logs import request_id
 from .probes import HEALTH_PATH, READY_PATH
 
 if TYPE_CHECKING:
+    from starlette.datastructures import Headers
+    from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -174,3 +177,19 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, receive_within_limit, send)
+
+
+class CorsMiddleware(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight is an error like the others: JSON, a request id."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        # The CORS headers stay (Vary, Access-Control-Allow-Methods); the body becomes JSON.
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        return problem(400, bytes(response.body).decode(), headers)

@@ -18,7 +18,6 @@ from importlib.metadata import version
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, Security, status
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
@@ -26,7 +25,12 @@ from pydantic import BaseModel
 from . import DISTRIBUTION, errors, telemetry
 from .config import HttpSettings
 from .metrics import HttpMetrics, build_info, process_registry, registered, serve_metrics
-from .middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+from .middleware import (
+    BodyLimitMiddleware,
+    CorsMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from .probes import HEALTH_PATH, READY_PATH
 
 CHECK_TIMEOUT_SECONDS = 3
@@ -182,6 +186,8 @@ def build_app(
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url=None,
+        # BodyLimitMiddleware refuses an oversized body before routing, on every operation.
+        responses=errors.responses(413),
     )
     app.state.settings = settings
     app.include_router(probe_router(checks or {}))
@@ -191,7 +197,7 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            CorsMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],

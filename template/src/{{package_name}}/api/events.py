@@ -26,7 +26,7 @@ router = APIRouter(prefix="/events", tags=["events"])
 @router.get(
     "/ticks",
     response_class=EventSourceResponse,
-    responses=errors.responses(401, 422, streaming=True),
+    responses=errors.responses(401, 413, 422, streaming=True),
 )
 async def ticks(
     count: Annotated[int, Query(ge=1, le=MAX_TICKS)] = 3,
