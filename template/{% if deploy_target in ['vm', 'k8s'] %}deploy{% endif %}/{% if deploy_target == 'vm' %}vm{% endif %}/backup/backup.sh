@@ -24,6 +24,10 @@
 #                                   kept, renamed (README.md, "Backups and restores")
 #   backup.sh drill NAME|latest     restore into a scratch database, compare it with the live one
 #                                   (rows per table, Alembic revision), and drop it
+#   backup.sh heal                  let clients connect to the database again if a restore was
+#                                   stopped while it swapped databases (the schedule does it)
+#
+# One restore or drill runs at a time (a lock on /backups/.restore.lock): the second refuses.
 set -eu
 
 BACKUPS=/backups
@@ -135,11 +139,40 @@ SELECT 'alembic_version', version_num FROM alembic_version;
 SQL
 }
 
+# Hold the restore lock until this script exits, or refuse: one restore or drill at a time.
+exclusive() {
+    exec 9> "$BACKUPS/.restore.lock"
+    flock -n 9 || fail "another restore or drill is running on this database; try again when it has finished"
+}
+
+# Whether the live database refuses new connections: a restore stopped while it swapped
+# databases (killed, or its container restarted) leaves it so.
+closed() {
+    allowed=$(psql -At -d postgres -v db="$PGDATABASE" <<'SQL'
+SELECT datallowconn FROM pg_database WHERE datname = :'db';
+SQL
+) && [ "$allowed" = f ]
+}
+
+reopen() {
+    psql -q -d postgres -c "ALTER DATABASE \"$PGDATABASE\" WITH ALLOW_CONNECTIONS true"
+    log "a restore was stopped while it swapped databases: $PGDATABASE, unchanged, takes" \
+        "connections again; run the restore again to finish it"
+}
+
+# Reopen the database a stopped restore left closed, unless a restore is under way.
+heal() {
+    (flock -n 9 || exit 0; ! closed || reopen) 9> "$BACKUPS/.restore.lock"
+}
+
 restore() {
+    exclusive
+    ! closed || reopen
     file=$(resolve "$1")
     started=$(date +%s)
     restore_into "${PGDATABASE}_restoring" "$file"
-    kept="${PGDATABASE}_before_restore_$(date -u +%Y%m%dT%H%M%SZ)"
+    # To the millisecond: restores take turns (the lock), so each keeps a name of its own.
+    kept="${PGDATABASE}_before_restore_$(date -u +%Y%m%dT%H%M%S%3NZ)"
     # The swap: no new connections to the live database, its sessions ended (the service's pools
     # reconnect), and both renames in one transaction.
     if ! psql -q -o /dev/null -d postgres -v ON_ERROR_STOP=1 -v db="$PGDATABASE" -v kept="$kept" <<'SQL'
@@ -170,6 +203,7 @@ SQL
 }
 
 drill() {
+    exclusive
     file=$(resolve "$1")
     scratch="${PGDATABASE}_drill"
     started=$(date +%s)
@@ -256,6 +290,7 @@ schedule() {
             next=$(due)
         fi
         checks || log "error: could not write $TEXTFILES/host.prom"
+        heal || log "error: could not check whether $PGDATABASE takes connections"
         sleep 60 &
         wait $! || true
     done
@@ -267,5 +302,6 @@ case ${1:-} in
     list) list ;;
     restore) [ $# -eq 2 ] || fail "usage: backup.sh restore NAME|latest"; restore "$2" ;;
     drill) [ $# -eq 2 ] || fail "usage: backup.sh drill NAME|latest"; drill "$2" ;;
-    *) fail "usage: backup.sh schedule|now|list|restore|drill" ;;
+    heal) heal ;;
+    *) fail "usage: backup.sh schedule|now|list|restore|drill|heal" ;;
 esac
