@@ -56,7 +56,8 @@ def scenarios(session: nox.Session) -> None:
 def project(session: nox.Session) -> None:
     """Project tier: each service variant's own `nox -s lint tests`; `nox -s dev` without Docker."""
     install(session, "test")
-    session.run("pytest", "-m", "project", *session.posargs)
+    # -rA: each variant's fuzz and fault figures, printed by the passing tests, reach the log.
+    session.run("pytest", "-m", "project", "-rA", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])

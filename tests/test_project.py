@@ -1,11 +1,13 @@
 """Project tier: each distinct service passes its own `nox -s lint tests`; `nox -s dev` serves.
 
 The generated tests include a Schemathesis fuzz of the running API against its own OpenAPI
-document and a PostgreSQL restart under concurrent writes, so each variant is fuzzed here too.
+document and a PostgreSQL restart under concurrent writes, so each variant is fuzzed here too:
+their figures go to build/results/project.jsonl and the tier's report.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Render
+from .containers import record
 from .matrix import (
     CODE_VARIANTS,
     DEFAULT,
@@ -52,10 +55,27 @@ def nox(
     )
 
 
+# The one-line JSON figures the generated fuzz and fault tests print (shown by pytest's -rA).
+FIGURES = re.compile(r'^\{"(?:operations|seconds)": .*\}$', re.MULTILINE)
+
+
+def lint_and_tests(project: Path, variant: Variant) -> None:
+    """The project's `nox -s lint tests` pass; its fuzz and fault figures are reported."""
+    result = nox(project, "-s", "lint", "tests", env={"PYTEST_ADDOPTS": "-rA"})
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    figures = [json.loads(line) for line in FIGURES.findall(result.stdout)]
+    fuzz = [entry for entry in figures if "operations" in entry]
+    fault = [entry for entry in figures if "lost" in entry]
+    assert fuzz, "the generated tests reported no fuzzing figures"
+    assert fault, "the generated tests reported no fault-test figures"
+    entry = {"variant": variant.id, "fuzz": fuzz, "fault": fault}
+    record("project", entry)
+    print(json.dumps(entry))
+
+
 @pytest.mark.parametrize("variant", CODE_VARIANTS, ids=lambda variant: variant.features.id)
 def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
-    result = nox(render(variant), "-s", "lint", "tests")
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    lint_and_tests(render(variant), variant)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +87,7 @@ def test_project_lint_and_tests_pass(render: Render, variant: Variant) -> None:
     ids=lambda variant: variant.id,
 )
 def test_every_deploy_target_lints_and_tests(render: Render, variant: Variant) -> None:
-    result = nox(render(variant), "-s", "lint", "tests")
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    lint_and_tests(render(variant), variant)
 
 
 @pytest.mark.parametrize("variant", NAMED, ids=lambda variant: variant.id)
