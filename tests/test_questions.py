@@ -22,6 +22,7 @@ BAD_ANSWERS = [
     ({"project_slug": "double--hyphen"}, "project_slug", "single hyphens"),
     ({"package_name": "my-package"}, "package_name", "valid lowercase Python identifier"),
     ({"package_name": "redis"}, "package_name", "would shadow a module"),
+    ({"package_name": "a" * 41}, "package_name", "at most 40 characters"),
     ({"description": 'says "hi"'}, "description", "must not contain double quotes"),
     ({"author_email": "nobody"}, "author_email", "is not an e-mail address"),
     ({"github_owner": "-org"}, "github_owner", "GitHub owner has 1-39 letters"),

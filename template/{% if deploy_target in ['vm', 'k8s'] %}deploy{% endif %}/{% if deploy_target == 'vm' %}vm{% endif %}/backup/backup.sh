@@ -171,8 +171,9 @@ restore() {
     file=$(resolve "$1")
     started=$(date +%s)
     restore_into "${PGDATABASE}_restoring" "$file"
-    # To the millisecond: restores take turns (the lock), so each keeps a name of its own.
-    kept="${PGDATABASE}_before_restore_$(date -u +%Y%m%dT%H%M%S%3NZ)"
+    # To the millisecond: restores take turns (the lock), so each keeps a name of its own, which
+    # PostgreSQL's 63-byte limit on names must not cut short.
+    kept="$(printf %.28s "$PGDATABASE")_before_restore_$(date -u +%Y%m%dT%H%M%S%3NZ)"
     # The swap: no new connections to the live database, its sessions ended (the service's pools
     # reconnect), and both renames in one transaction.
     if ! psql -q -o /dev/null -d postgres -v ON_ERROR_STOP=1 -v db="$PGDATABASE" -v kept="$kept" <<'SQL'
