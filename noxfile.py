@@ -57,7 +57,9 @@ def project(session: nox.Session) -> None:
     """Project tier: each service variant's own `nox -s lint tests`; `nox -s dev` without Docker."""
     install(session, "test")
     # -rA: each variant's fuzz and fault figures, printed by the passing tests, reach the log.
-    session.run("pytest", "-m", "project", "-rA", *session.posargs)
+    # Two workers; each generated run has its own temporary directory (tests/test_project.py).
+    parallel = ["-n", "2", "--dist", "loadgroup"]
+    session.run("pytest", "-m", "project", "-rA", *parallel, *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])
@@ -78,7 +80,7 @@ def images(session: nox.Session) -> None:
 def update(session: nox.Session) -> None:
     """`copier update` from an older template version, for every deploy target."""
     install(session, "test")
-    session.run("pytest", "-m", "update", *session.posargs)
+    session.run("pytest", "-m", "update", "-n", "2", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["full"])

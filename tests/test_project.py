@@ -7,6 +7,7 @@ their figures go to build/results/project.jsonl and the tier's report.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -41,6 +43,17 @@ pytestmark = pytest.mark.project
 ISOLATED_ENV = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
 
 
+def isolated_env(**extra: str) -> dict[str, str]:
+    """A generated project's own run: its own servers and its own temporary directory.
+
+    pytest makes `$TMPDIR/pytest-of-<user>` private again at every start, which would shut a
+    concurrent run's embedded PostgreSQL (another user, when run as root) out of its data.
+    """
+    tmp = tempfile.mkdtemp(prefix="project-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return {**ISOLATED_ENV, "TMPDIR": tmp, **extra}
+
+
 def nox(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -48,7 +61,7 @@ def nox(
     return subprocess.run(
         [sys.executable, "-m", "nox", *args],
         cwd=project,
-        env={**ISOLATED_ENV, **(env or {})},
+        env=isolated_env(**(env or {})),
         capture_output=True,
         text=True,
         check=False,
@@ -190,7 +203,7 @@ def test_dev_serves_without_docker(render: Render, variant: Variant, tmp_path: P
     project = render(variant)
     port = free_port()
     # A Docker client that cannot reach an engine: `nox -s dev` must run everything itself.
-    env = {**ISOLATED_ENV, "PORT": str(port), "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    env = isolated_env(PORT=str(port), DOCKER_HOST="unix:///nonexistent/docker.sock")
     log = tmp_path / "dev.log"
     with running([sys.executable, "-m", "nox", "-s", "dev"], project, env, log):
         ready = wait_ready(f"http://127.0.0.1:{port}/health/ready", log)
