@@ -76,6 +76,7 @@ class Variant:
     features: Features
     project_name: str | None = None  # None: copier.yml's default
     services: tuple[str, ...] = ()  # extra services beside the API
+    service_tables: tuple[str, ...] = ()  # those of the services that own tables
     monitoring: bool | None = None  # None: copier.yml's default
 
     @property
@@ -93,6 +94,8 @@ class Variant:
             answers["project_name"] = self.project_name
         if self.services:
             answers["services"] = list(self.services)
+        if self.service_tables:
+            answers["service_tables"] = list(self.service_tables)
         if self.monitoring is not None:
             answers["monitoring"] = self.monitoring
         return answers
@@ -125,10 +128,17 @@ ALL_FEATURES = [Features(*flags) for flags in itertools.product([True, False], r
 FEATURES = [features for features in ALL_FEATURES if features.valid]
 
 # Extra services, on each topology whose answers copier.yml's `services` validator accepts with
-# them: every feature on, and two services.
+# them: every feature on, and two services, one of which owns tables (the other uses none).
 TWO_SERVICES = ("search", "memory")
+TABLE_OWNERS = ("memory",)
 WITH_SERVICES = [
-    Variant(topology, platform, Features(True, True, True), services=TWO_SERVICES)
+    Variant(
+        topology,
+        platform,
+        Features(True, True, True),
+        services=TWO_SERVICES,
+        service_tables=TABLE_OWNERS,
+    )
     for (topology, platform) in TARGETS
     if not rejection("services", topology=topology, services=list(TWO_SERVICES))
 ]

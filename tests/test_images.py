@@ -199,13 +199,20 @@ def test_image(render: Render, variant: Variant) -> None:
             assert worker.wait()["StatusCode"] == 0
             assert time.monotonic() - started < 10
 
-        # Each extra service: the same image, its own command, no database or Redis settings.
+        # Each extra service: the same image, its own command, no Redis settings, and the
+        # database only if it owns tables (the API's migrate created them).
         for service in variant.services:
+            database = {"DATABASE_URL": settings["DATABASE_URL"]}
             served = env.run(
                 tag,
                 service,
                 command=[slug, "serve", service],
-                environment={"ENVIRONMENT": "production", "API_KEY": API_KEY, "PORT": "8000"},
+                environment={
+                    "ENVIRONMENT": "production",
+                    "API_KEY": API_KEY,
+                    "PORT": "8000",
+                    **(database if service in variant.service_tables else {}),
+                },
                 ports={"8000/tcp": ("127.0.0.1", None)},
             )
             wait_healthy(served)
@@ -216,6 +223,14 @@ def test_image(render: Render, variant: Variant) -> None:
             assert http("GET", f"{at}/{service}/hello")[0] == 401
             status, hello = http("GET", f"{at}/{service}/hello", headers=key)
             assert (status, hello["service"]) == (200, service), hello
+            if service in variant.service_tables:
+                _, ready = http("GET", f"{at}/health/ready")
+                assert ready["checks"] == {"database": "ok"}, ready
+                item = {"content": "kept by " + service}
+                status, stored = http("POST", f"{at}/{service}/items", item, headers=key)
+                assert (status, stored["content"]) == (201, item["content"]), stored
+                read = http("GET", f"{at}/{service}/items/{stored['id']}", headers=key)
+                assert read == (200, stored)
             served.stop(timeout=30)
             assert served.wait()["StatusCode"] == 0
 

@@ -66,6 +66,16 @@ BAD_ANSWERS = [
         "topology serverless deploys the API only: answer services=[] or another topology",
     ),
     (
+        {"topology": "k8s", "services": ["search"], "service_tables": "search"},
+        "service_tables",
+        'must be a list of names, e.g. [memory], not "search"',
+    ),
+    (
+        {"topology": "vm", "services": ["search"], "service_tables": ["search", "memory"]},
+        "service_tables",
+        '"memory" is not one of the services (search): only a listed service can own tables.',
+    ),
+    (
         {"topology": "serverless", "serverless_platform": "vercel", "python_version": "3.11"},
         "serverless_platform",
         "Vercel's Python runtime needs Python 3.12",
@@ -99,6 +109,8 @@ def test_bad_answers_are_rejected_naming_the_question(
         ("python_version=3.10", "python_version"),
         ("worker=maybe", "worker"),
         ("services=[search, search]", "services"),
+        # Asked only with services; an answer given without them is checked all the same.
+        ("service_tables=[memory]", "service_tables"),
     ],
 )
 def test_the_cli_names_the_question_of_a_bad_answer(

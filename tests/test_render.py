@@ -97,6 +97,19 @@ SERVICE = {
     f"{PACKAGE}/services/{{module}}/{name}"
     for name in ("__init__.py", "app.py", "config.py", "routes.py")
 }
+# A service that owns tables: its models and its own Alembic history.
+TABLES = {
+    f"{PACKAGE}/services/{{module}}/{name}"
+    for name in (
+        "models.py",
+        "database.py",
+        "items.py",
+        "migrations/__init__.py",
+        "migrations/env.py",
+        "migrations/script.py.mako",
+        "migrations/versions/0001_{module}_items.py",
+    )
+}
 SERVICES = {"tests/test_services.py"}
 # Where Prometheus can scrape the service: alert rules, their tests, the runbook, a dashboard.
 MONITORING = {
@@ -143,9 +156,12 @@ def expected_files(variant: Variant, package: str) -> set[str]:
         files |= MONITORING
     if variant.topology in {"serverless", "paas"}:  # the platform's database: a copy off it
         files |= {".github/workflows/backup.yml"}
+    if variant.service_tables:
+        files |= {"tests/test_service_tables.py"}
     for service in variant.services:
         module = service.replace("-", "_")
-        files |= {name.format(package="{package}", module=module) for name in SERVICE}
+        owned = TABLES if service in variant.service_tables else set()
+        files |= {name.format(package="{package}", module=module) for name in SERVICE | owned}
     return {name.format(package=package) for name in files} | targets.files(variant)
 
 

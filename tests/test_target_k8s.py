@@ -1136,7 +1136,9 @@ def test_migration_job_runs_the_releases_image_and_the_images_migration(
 def test_the_services_pods_read_the_api_key_and_no_other_secret(
     releases: Releases, environment: str
 ) -> None:
+    # ... but DATABASE_URL, for a service that owns tables.
     built = releases[SERVICES, environment]
+    assert SERVICES.service_tables, "the variant has a service that owns tables"
     for service in SERVICES.services:
         [container] = built.one("Deployment", f"{SLUG}-{service}")["spec"]["template"]["spec"][
             "containers"
@@ -1144,8 +1146,11 @@ def test_the_services_pods_read_the_api_key_and_no_other_secret(
         [config] = container["envFrom"]
         assert set(config) == {"configMapRef"}
         assert config["configMapRef"]["name"].startswith(f"{SLUG}-config-")
-        secret = {"secretKeyRef": {"name": f"{SLUG}-secrets", "key": "API_KEY"}}
-        assert container["env"] == [{"name": "API_KEY", "valueFrom": secret}]
+        keys = ["API_KEY", "DATABASE_URL"] if service in SERVICES.service_tables else ["API_KEY"]
+        assert container["env"] == [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": f"{SLUG}-secrets", "key": key}}}
+            for key in keys
+        ]
 
 
 @each_release

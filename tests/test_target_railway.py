@@ -149,10 +149,13 @@ def test_every_service_migrates_before_its_new_code_starts(
 ) -> None:
     project = render(variant)
     # The first service a release switches migrates; the others find the schema current, and
-    # an older release's migrate (a rollback) keeps a newer schema.
+    # an older release's migrate (a rollback) keeps a newer schema. An extra service that uses
+    # no database has no DATABASE_URL to migrate with, and nothing to migrate.
     for service in services(variant):
         deploy = read_config(project, service, variant)["deploy"]
-        assert deploy["preDeployCommand"] == ["my-service migrate"], service
+        uses_database = service in {"api", "worker", *variant.service_tables}
+        migrates = ["my-service migrate"] if uses_database else None
+        assert deploy.get("preDeployCommand") == migrates, service
     assert 'add_parser("migrate"' in read(project, "src/my_service/__main__.py")
 
 
@@ -163,10 +166,18 @@ def test_each_extra_service_serves_its_app_and_is_checked_for_readiness(render: 
     for service in WITH_EXTRA.services:
         deploy = read_config(project, service, WITH_EXTRA)["deploy"]
         assert deploy["startCommand"] == f"my-service serve {service}"
-        # Everything else as the API's: the same image, readiness, handover and migration.
-        assert {k: v for k, v in deploy.items() if k != "startCommand"} == api
+        # Everything else as the API's: the same image, readiness and handover, and migration
+        # if it owns tables.
+        owns_tables = service in WITH_EXTRA.service_tables
+        differs = {"startCommand"} | (set() if owns_tables else {"preDeployCommand"})
+        assert {k: v for k, v in deploy.items() if k not in differs} == {
+            k: v for k, v in api.items() if k not in differs
+        }
         assert f"**Railway Config File** to `/railway.{service}.json`" in readme
         assert f"`{service.upper()}_URL`" in readme  # where the API calls it
+    # The database's private URL, for each service that owns tables only.
+    database = "| | `DATABASE_URL` | `${{Postgres.DATABASE_URL}}`: its tables are in the API's"
+    assert readme.count(database) == len(WITH_EXTRA.service_tables) > 0
 
 
 @variants
@@ -401,6 +412,7 @@ class Railway:
     repo: Repository
     env: dict[str, str]
     services: list[str]
+    variant: Variant
 
     def release(
         self, *args: str, checkout: str = "v3", env: dict[str, str] | None = None
@@ -455,7 +467,7 @@ def railway(render: Render, tmp_path: Path, request: pytest.FixtureRequest) -> I
     fakes = Fakes(tmp_path / "platform", "railway", ("railway",))
     fake.setup(fakes, services=tuple(services(variant)), variables={"API_KEY": "key-1"})
     env = {"RAILWAY_TOKEN": fake.TOKEN, "RAILWAY_API_URL": fake.serve(fakes)}
-    yield Railway(fakes, repo, env, services(variant))
+    yield Railway(fakes, repo, env, services(variant), variant)
     fake.stop(fakes)
 
 
@@ -479,7 +491,10 @@ def test_deploy_builds_the_commit_for_each_service_in_order_and_labels_it(
         assert deployment["artifact"]["version"] == "v1"
         assert deployment["artifact"]["sha"] == commit
         assert deployment["variables"] == {"API_KEY": "key-1", "IMAGE_TAG": "v1", "GIT_SHA": commit}
-        assert [line.split(":")[0] for line in deployment["log"]] == ["my-service migrate"]
+        # Each service whose code uses the database migrates before it starts.
+        uses_database = deployment["service"] in {"api", "worker", *railway.variant.service_tables}
+        migrated = [line.split(":")[0] for line in deployment["log"]]
+        assert migrated == (["my-service migrate"] if uses_database else [])
     assert railway.state()["database"]["revision"] == "0001"
     [entry] = railway.history()
     assert (entry["action"], entry["version"], entry["commit"]) == ("deploy", "v1", commit)

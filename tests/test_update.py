@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import yaml
 
 from .matrix import DEPLOY_TARGETS, ROOT, WITH_SERVICES, Variant, full_variant
 from .repos import commit_all, edit, git
-from .test_project import ISOLATED_ENV
+from .test_project import nox
 from .test_render import expected_files
 
 pytestmark = pytest.mark.update
@@ -160,14 +159,7 @@ def conflict_markers(project: Path) -> dict[str, int]:
 
 
 def nox_lint_and_tests(project: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "nox", "-s", "lint", "tests"],
-        cwd=project,
-        env=ISOLATED_ENV,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = nox(project, "-s", "lint", "tests")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
 
 
@@ -256,8 +248,15 @@ def test_enabling_the_worker_on_update_adds_its_files(
 def test_adding_and_removing_a_service_on_update(
     template: Path, tmp_path: Path, with_services: Variant
 ) -> None:
-    two = list(with_services.services)
-    three = replace(with_services, services=(*two, THIRD_SERVICE))
+    # The third service owns tables, as one of the first two does: its models, history and
+    # database settings arrive with it.
+    two, owners = list(with_services.services), list(with_services.service_tables)
+    assert owners
+    three = replace(
+        with_services,
+        services=(*two, THIRD_SERVICE),
+        service_tables=(*owners, THIRD_SERVICE),
+    )
     project = render(template, tmp_path / "project", with_services)
     user_edits(project)
     # The team's own change to the first service's example route.
@@ -267,7 +266,11 @@ def test_adding_and_removing_a_service_on_update(
 
     before = project_files(project)
 
-    update(project, "v1.0.0", data={"services": [*two, THIRD_SERVICE]})
+    update(
+        project,
+        "v1.0.0",
+        data={"services": [*two, THIRD_SERVICE], "service_tables": [*owners, THIRD_SERVICE]},
+    )
 
     # Exactly the third service's files and wiring arrive; every edit stays.
     added = expected_files(three, PACKAGE) - expected_files(with_services, PACKAGE)
@@ -280,13 +283,16 @@ def test_adding_and_removing_a_service_on_update(
     assert list(project.rglob("*.rej")) == []
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["services"] == [*two, THIRD_SERVICE]
+    assert answers["service_tables"] == [*owners, THIRD_SERVICE]
+    environment = project / "src" / PACKAGE / "services" / THIRD_SERVICE / "migrations/env.py"
+    assert f"{PACKAGE}.services.{THIRD_SERVICE}.models" in environment.read_text()
     # Lint and tests once: the services' code is the same on every target.
     if with_services == WITH_SERVICES[-1]:
         nox_lint_and_tests(project)
     commit_all(project, "Add a third service")
 
     # Removing it (docs/updating.md) takes its files away again, and only those.
-    update(project, "v1.0.0", data={"services": two})
+    update(project, "v1.0.0", data={"services": two, "service_tables": owners})
     assert project_files(project) == before
     assert "# Our note about this service." in routes.read_text()
     assert conflict_markers(project) == {}

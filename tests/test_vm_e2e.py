@@ -60,6 +60,9 @@ PAUSE = 0.125  # seconds between requests, per thread
 [VARIANT] = [variant for variant in WITH_SERVICES if variant.deploy_target == "vm"]
 # What the reading thread asks in turn: the API's readiness, and each service's example route.
 READS = ["/health/ready", *(f"/{service}/hello" for service in VARIANT.services)]
+# What every tenth request writes in turn: a document, and an item of each service that owns
+# tables (its own table, migrated by each release with the API's).
+WRITES = ["/documents", *(f"/{service}/items" for service in VARIANT.service_tables)]
 
 
 @dataclass
@@ -111,11 +114,13 @@ class Traffic:
                 number = self._sent
             try:
                 if number % 10 == 0:
-                    status, body = self.call(
-                        "POST", "/documents", {"title": f"load {number}", "content": "x"}
+                    path = WRITES[number // 10 % len(WRITES)]
+                    fields = {"content": "x"} | (
+                        {"title": f"load {number}"} if path == "/documents" else {}
                     )
+                    status, body = self.call("POST", path, fields)
                     if status == 201:
-                        self.created.append(body["id"])
+                        self.created.append(f"{path}/{body['id']}")
                 else:
                     status, _ = self.call("GET", READS[number % len(READS)] if kind else "/version")
                 if status not in (200, 201):
@@ -481,8 +486,19 @@ def test_releases_under_load(render: Render, tmp_path: Path) -> None:
             if len(stored) >= page["total"]:
                 break
             time.sleep(PAUSE)
-        assert {*rows, *traffic.created} <= stored
-        print(f"  rows intact: {len(rows)} created before, {len(traffic.created)} under load")
+        documents = {
+            path.rpartition("/")[2] for path in traffic.created if path.startswith("/documents/")
+        }
+        assert {*rows, *documents} <= stored
+        items = [path for path in traffic.created if not path.startswith("/documents/")]
+        assert items, "no service item was written under load"
+        for path in items:  # each service's rows are in its table, whatever the release
+            status, item = traffic.call("GET", path)
+            assert status == 200, (path, item)
+        print(
+            f"  rows intact: {len(rows)} documents created before, {len(documents)} under load; "
+            f"{len(items)} service items under load"
+        )
 
         # A crash of the live slot: its process dies (as on a fatal error or the OOM killer) and
         # Docker's restart policy brings it back. `docker kill` would not do: Docker counts it

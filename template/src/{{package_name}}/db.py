@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase
 from .pool import FairPool
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .config import DatabaseSettings
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,9 @@ def _statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4()}__"
 
 
-def engine_arguments(settings: Settings, *, pooled: bool = True) -> tuple[URL, dict[str, Any]]:
+def engine_arguments(
+    settings: DatabaseSettings, *, pooled: bool = True
+) -> tuple[URL, dict[str, Any]]:
     """DATABASE_URL for asyncpg, and the keyword arguments of its engine.
 
     DATABASE_POOL_SIZE is the whole budget of one engine (no overflow): requests beyond it wait
@@ -194,7 +196,7 @@ def engine_arguments(settings: Settings, *, pooled: bool = True) -> tuple[URL, d
     }
 
 
-def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
+def create_engine(settings: DatabaseSettings, *, pooled: bool = True) -> AsyncEngine:
     """An engine for DATABASE_URL that opens at most DATABASE_POOL_SIZE connections."""
     url, arguments = engine_arguments(settings, pooled=pooled)
     return create_async_engine(url, **arguments)
