@@ -191,9 +191,9 @@ def run_environment(metadata: MetaData, owner: str = "api") -> None:
 def main(argv: Sequence[str]) -> int:
     """`alembic ARGS` on the API's history, or `--service NAME ARGS` on a service's; `--sql`
     prints the SQL of every history's upgrade, as `migrate` would run them (for linting)."""
-    if list(argv) == ["--sql"]:
-        from .config import get_settings
+    from .config import get_settings
 
+    if list(argv) == ["--sql"]:
         for found in histories():
             command.upgrade(alembic_config(get_settings(), found), "head", sql=True)
         return 0
@@ -205,9 +205,8 @@ def main(argv: Sequence[str]) -> int:
     options = cli.parser.parse_args(argv)
     if not hasattr(options, "cmd"):
         cli.parser.error("too few arguments")
-    config = Config(cmd_opts=options)
-    config.set_main_option("script_location", f"{found.package}:migrations")
-    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config = alembic_config(get_settings(), found)
+    config.cmd_opts = options  # as the `alembic` command's own: it configures logging
     cli.run_cmd(config, options)
     return 0
 
